@@ -1,0 +1,1 @@
+"""Website analytics ingestion: HTTP in, Redis queue, batched PostgreSQL writes, fast stats."""

@@ -1,0 +1,195 @@
+"""`analytics` command line: parse, wire the roles together, run. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import uvicorn
+import uvloop
+
+from analytics.config import ConfigError, Role, Settings, describe, load_settings
+from analytics.db import create_pool, migrate
+from analytics.embedded import embedded_postgres, embedded_valkey
+from analytics.http import create_app
+from analytics.queue import Pusher, QueueKeys, WriterQueue, connect_redis
+from analytics.writer import Writer, new_writer_id
+
+logger = logging.getLogger("analytics")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Libraries that log every command they run at INFO.
+QUIET_LOGGERS = ("embedded_postgres", "yoyo")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM for every role in the process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="analytics", description=__doc__)
+    parser.add_argument("--env-file", type=Path, default=Path(".env"), help="settings file (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the api, the writer, or both")
+    serve.add_argument("--role", choices=[role.value for role in Role], help=describe("role"))
+    serve.add_argument("--host", help=describe("host"))
+    serve.add_argument("--port", help=describe("port"))
+    serve.add_argument(
+        "--no-migrate", dest="migrate", action="store_false", default=None, help=describe("migrate") + "; skip it"
+    )
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+    return parser
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"analytics: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """The configured URL, or an embedded server started for this run and stopped after it."""
+    if settings.database_url:
+        yield settings.database_url
+    else:
+        with embedded_postgres(settings.data_dir) as url:
+            yield url
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[str]:
+    if settings.redis_url:
+        yield settings.redis_url
+    else:
+        with embedded_valkey(settings.data_dir) as url:
+            yield url
+
+
+async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    previous_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    redis = connect_redis(redis_url)
+    keys = QueueKeys(settings.redis_prefix)
+    tasks: dict[str, asyncio.Task[Any]] = {}
+    server: _Server | None = None
+    writer: Writer | None = None
+    pusher: Pusher | None = None
+    pool = await create_pool(database_url, settings.db_pool_size) if settings.role.runs_api else None
+    try:
+        if settings.role.runs_api:
+            assert pool is not None
+            pusher = Pusher(redis, keys, settings.queue_max_length)
+            app = create_app(pusher, pool, settings.max_body_bytes)
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                http="httptools",
+                lifespan="off",
+                access_log=False,
+                log_config=None,
+                timeout_graceful_shutdown=10,
+            )
+            server = _Server(config)
+            tasks["api"] = asyncio.create_task(server.serve())
+        if settings.role.runs_writer:
+            queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
+            writer = Writer(settings, database_url, queue)
+            tasks["writer"] = asyncio.create_task(writer.run())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        failed = [name for name, task in tasks.items() if task.done()]
+        if failed:
+            logger.error("%s stopped unexpectedly; shutting down", ", ".join(failed))
+        else:
+            logger.info("stopping")
+        # Order matters: the api finishes in-flight requests (their pushes included) before the writer stops.
+        if server is not None:
+            server.should_exit = True
+            await _settle(tasks["api"])
+        if pusher is not None:
+            await pusher.drain()
+        if writer is not None:
+            writer.stop()
+            await _settle(tasks["writer"])
+        return 1 if failed else 0
+    finally:
+        for signum, handler in previous_handlers.items():
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, handler)
+        if pool is not None:
+            await pool.close()
+        await redis.aclose()
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """Wait for a role's task; its failure is already logged by the role, or reported by `_run_roles`."""
+    with contextlib.suppress(Exception, SystemExit):
+        await task
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        logger.error("role failed: %r", task.exception())
+
+
+def _serve(settings: Settings) -> int:
+    with _database(settings) as database_url, _redis(settings) as redis_url:
+        if settings.migrate:
+            migrate(database_url)
+        logger.info("serving role %s on http://%s:%s", settings.role.value, settings.host, settings.port)
+        return uvloop.run(_run_roles(settings, database_url, redis_url))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    # A flag is its environment twin with the last word: one parser, one validation, one kind of error message.
+    flags = {
+        "ANALYTICS_ROLE": getattr(args, "role", None),
+        "HOST": getattr(args, "host", None),
+        "PORT": getattr(args, "port", None),
+        "ANALYTICS_MIGRATE": None if getattr(args, "migrate", None) is None else "false",
+    }
+    environ = {**os.environ, **{name: value for name, value in flags.items() if value is not None}}
+    try:
+        settings = load_settings(environ, env_file=args.env_file)
+    except ConfigError as error:
+        _fail(str(error), 2)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for chatty in QUIET_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Until the event loop installs its own handlers, SIGTERM must still unwind the stack so embedded servers stop.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        if args.command == "migrate":
+            with _database(settings) as database_url:
+                applied = migrate(database_url)
+            print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+            code = 0
+        else:
+            code = _serve(settings)
+    except KeyboardInterrupt:
+        code = 130
+    except OSError as error:
+        _fail(str(error), 1)
+    raise SystemExit(code)

@@ -1,0 +1,201 @@
+"""Settings: read once from the environment (and an optional `.env`), validated, then passed around frozen."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; its message is one line meant for a human."""
+
+
+class Role(enum.StrEnum):
+    API = "api"
+    WRITER = "writer"
+    ALL = "all"
+
+    @property
+    def runs_api(self) -> bool:
+        return self in (Role.API, Role.ALL)
+
+    @property
+    def runs_writer(self) -> bool:
+        return self in (Role.WRITER, Role.ALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".analytics")
+    role: Role = Role.ALL
+    migrate: bool = True
+    redis_prefix: str = "analytics"
+    batch_size: int = 5000
+    flush_interval_ms: int = 100
+    max_body_bytes: int = 1024 * 1024
+    queue_max_length: int = 2_000_000
+    heartbeat_ttl_s: int = 10
+    db_pool_size: int = 10
+    log_level: str = "info"
+
+    @property
+    def flush_interval_s(self) -> float:
+        return self.flush_interval_ms / 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Var:
+    """One environment variable: its name, the field it fills and how its text is parsed."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _integer(minimum: int, maximum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise ValueError(f"expected a number from {minimum} to {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _optional_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
+    def parse(text: str) -> str | None:
+        url = text.strip()
+        if not url:
+            return None
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as error:
+            raise ValueError(f"not a valid URL ({error})") from None
+        if parts.scheme not in schemes:
+            raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {url!r}")
+        return url
+
+    return parse
+
+
+def _choice(options: tuple[str, ...], convert: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
+        return convert(value)
+
+    return parse
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+def _redis_prefix(text: str) -> str:
+    prefix = _non_empty(text)
+    if any(char in prefix for char in "{}"):
+        raise ValueError("must not contain braces: it becomes the hash tag {<prefix>}")
+    return prefix
+
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+ENVIRONMENT: Final[tuple[_Var, ...]] = (
+    _Var("HOST", "host", _non_empty, "address the HTTP server binds"),
+    _Var("PORT", "port", _integer(0, 65535), "port the HTTP server listens on"),
+    _Var(
+        "DATABASE_URL",
+        "database_url",
+        _optional_url(("postgresql", "postgres")),
+        "PostgreSQL URL; unset starts an embedded PostgreSQL under ANALYTICS_DATA_DIR",
+    ),
+    _Var(
+        "REDIS_URL",
+        "redis_url",
+        _optional_url(("redis", "rediss", "unix")),
+        "Redis/Valkey URL; unset starts an embedded Valkey under ANALYTICS_DATA_DIR",
+    ),
+    _Var("ANALYTICS_DATA_DIR", "data_dir", lambda text: Path(_non_empty(text)), "where embedded servers keep data"),
+    _Var("ANALYTICS_ROLE", "role", _choice(tuple(Role), Role), "what `serve` runs: api, writer or all"),
+    _Var("ANALYTICS_MIGRATE", "migrate", _boolean, "apply migrations before `serve` starts"),
+    _Var("ANALYTICS_REDIS_PREFIX", "redis_prefix", _redis_prefix, "Redis keys are {<prefix>}:queue and so on"),
+    _Var("ANALYTICS_BATCH_SIZE", "batch_size", _integer(1, 100_000), "most events the writer commits at once"),
+    _Var(
+        "ANALYTICS_FLUSH_INTERVAL_MS",
+        "flush_interval_ms",
+        _integer(0, 60_000),
+        "longest a queued event waits for its batch to fill",
+    ),
+    _Var("ANALYTICS_MAX_BODY_BYTES", "max_body_bytes", _integer(1, 1 << 30), "largest request body accepted"),
+    _Var(
+        "ANALYTICS_QUEUE_MAX_LENGTH",
+        "queue_max_length",
+        _integer(1, 1 << 40),
+        "queued events past which ingestion answers 503",
+    ),
+    _Var(
+        "ANALYTICS_HEARTBEAT_TTL_S",
+        "heartbeat_ttl_s",
+        _integer(2, 3600),
+        "a silent writer's batch is re-queued after this",
+    ),
+    _Var("ANALYTICS_DB_POOL_SIZE", "db_pool_size", _integer(1, 1000), "PostgreSQL connections for stats per process"),
+    _Var("LOG_LEVEL", "log_level", _choice(LOG_LEVELS, str), "debug, info, warning or error"),
+)
+
+DEFAULTS: Final = Settings()
+
+
+def describe(field: str) -> str:
+    """The `--help` text of a CLI flag: what it does, its environment twin and its default."""
+    var = next(var for var in ENVIRONMENT if var.field == field)
+    default = getattr(DEFAULTS, field)
+    return f"{var.help} (env {var.name}; default: {default})"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
+    """Merge defaults < `.env` < environment (CLI flags arrive as environment), validating each value once."""
+    environ = os.environ if environ is None else environ
+    from_file: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        from_file = {key: value for key, value in dotenv_values(env_file).items() if value is not None}
+    values: dict[str, Any] = {}
+    for var in ENVIRONMENT:
+        text = environ.get(var.name, from_file.get(var.name))
+        if text is None:
+            continue
+        try:
+            values[var.field] = var.parse(text)
+        except ValueError as error:
+            raise ConfigError(f"{var.name}: {error}") from None
+    return Settings(**values)

@@ -1,0 +1,232 @@
+"""The batch loop: claim from Redis → COPY into staging → idempotent merge into events → commit → ack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import asyncpg
+import msgspec
+from redis.exceptions import RedisError
+
+from analytics.config import Settings
+from analytics.events import Record, decode_record
+from analytics.queue import WriterQueue, describe_error
+
+logger = logging.getLogger(__name__)
+
+STAGING_TABLE: Final = "staging_events"
+STAGING_COLUMNS: Final = ("site_id", "event_type", "path", "user_id", "ts_us")
+
+# Created once per connection (a temp table per batch churns the catalogs); emptied by every commit.
+CREATE_STAGING_SQL: Final = """
+CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    site_id text COLLATE "C" NOT NULL,
+    event_type text COLLATE "C" NOT NULL,
+    path text COLLATE "C",
+    user_id text COLLATE "C",
+    ts_us bigint NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+# ORDER BY the key: two writers merging overlapping keys in different orders would deadlock. The timestamp is
+# rebuilt from whole seconds plus microseconds because interval * bigint goes through float8 (inexact past 2^53 µs).
+MERGE_SQL: Final = """
+INSERT INTO events (site_id, event_type, path, user_id, "timestamp")
+SELECT site_id, event_type, path, user_id,
+       to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond'
+FROM staging_events
+ORDER BY site_id, event_type, md5(user_id), md5(path), ts_us
+ON CONFLICT DO NOTHING
+"""
+
+# Errors that say "this data can never be written", as opposed to "the database is not answering".
+POISON_ERRORS: Final = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+    UnicodeEncodeError,
+)
+OUTAGE_ERRORS: Final = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+BACKOFF_BASE_S: Final = 0.1
+BACKOFF_CAP_S: Final = 5.0
+IDLE_WAIT_S: Final = 1.0
+
+
+def new_writer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def backoff_delay(attempt: int) -> float:
+    """Capped exponential backoff with full jitter, so writers that failed together do not retry together."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+
+class Outage:
+    """Logs a dependency going down and coming back: one line per state change, never one per retry."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.attempts = 0
+
+    def failed(self, error: BaseException) -> float:
+        if self.attempts == 0:
+            logger.warning("%s unavailable, retrying with backoff: %s", self._name, describe_error(error))
+        self.attempts += 1
+        return backoff_delay(self.attempts)
+
+    def recovered(self) -> None:
+        if self.attempts:
+            logger.info("%s available again after %s retries", self._name, self.attempts)
+        self.attempts = 0
+
+
+class Writer:
+    def __init__(self, settings: Settings, database_url: str, queue: WriterQueue) -> None:
+        self._settings = settings
+        self._database_url = database_url
+        self._queue = queue
+        self._connection: asyncpg.Connection | None = None
+        self._stop = asyncio.Event()
+        self._redis_outage = Outage("redis")
+        self._database_outage = Outage("postgresql")
+        self.stored = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Until `stop()`: commit batches; on the way out, commit or give back what it holds."""
+        logger.info("writer %s started", self._queue.writer_id)
+        async with asyncio.TaskGroup() as group:
+            housekeeping = group.create_task(self._housekeeping())
+            try:
+                await self._loop()
+            finally:
+                housekeeping.cancel()
+                await self._close()
+        logger.info("writer %s stopped after storing %s events", self._queue.writer_id, self.stored)
+
+    async def _loop(self) -> None:
+        registered = False
+        while not self._stop.is_set():
+            try:
+                if not registered:  # before the first claim, or recovery would never find this writer's batch
+                    await self._queue.heartbeat()
+                    registered = True
+                batch = await self._collect()
+                if batch:
+                    await self._commit(batch)
+                    await self._queue.ack()
+                self._redis_outage.recovered()
+            except RedisError as error:
+                await self._sleep(self._redis_outage.failed(error))
+
+    async def _collect(self) -> list[bytes]:
+        """Wait for a first record, then fill up to the batch size for at most the flush interval."""
+        first = await self._queue.take_first(IDLE_WAIT_S)
+        if first is None:
+            return []
+        size = self._settings.batch_size
+        deadline = time.monotonic() + self._settings.flush_interval_s
+        batch = [first, *await self._queue.claim(size - 1)]
+        if len(batch) < size:
+            await self._sleep(deadline - time.monotonic())
+            batch += await self._queue.claim(size - len(batch))
+        return batch
+
+    async def _commit(self, batch: list[bytes]) -> None:
+        """Store the batch or, if stopping while PostgreSQL is away, give it back to the queue."""
+        records: list[Record] = []
+        kept: list[bytes] = []
+        undecodable: list[tuple[bytes, str]] = []
+        for data in batch:
+            try:
+                records.append(decode_record(data))
+                kept.append(data)
+            except msgspec.DecodeError as error:
+                undecodable.append((data, f"undecodable record: {error}"))
+        if undecodable:
+            await self._queue.dead_letter(undecodable)
+        while True:
+            try:
+                rejected = await self._store(kept, records)
+                self._database_outage.recovered()
+                break
+            except OUTAGE_ERRORS as error:
+                await self._drop_connection()
+                delay = self._database_outage.failed(error)
+                if self._stop.is_set():
+                    returned = await self._queue.give_back()
+                    logger.warning("stopping while PostgreSQL is unavailable: returned %s events", returned)
+                    return
+                await self._sleep(delay)
+        if rejected:
+            logger.warning("dead-lettered %s records PostgreSQL rejected", len(rejected))
+            await self._queue.dead_letter(rejected)
+        self.stored += len(records) - len(rejected)
+
+    async def _store(self, raw: Sequence[bytes], records: Sequence[Record]) -> list[tuple[bytes, str]]:
+        """Write all records; a batch that PostgreSQL rejects is bisected down to the records at fault."""
+        if not records:
+            return []
+        connection = await self._connect()
+        try:
+            async with connection.transaction():
+                await connection.copy_records_to_table(STAGING_TABLE, records=records, columns=STAGING_COLUMNS)
+                await connection.execute(MERGE_SQL)
+            return []
+        except POISON_ERRORS as error:
+            if len(records) == 1:
+                return [(raw[0], f"rejected by PostgreSQL: {describe_error(error)}")]
+        middle = len(records) // 2
+        return await self._store(raw[:middle], records[:middle]) + await self._store(raw[middle:], records[middle:])
+
+    async def _connect(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            connection: asyncpg.Connection = await asyncpg.connect(self._database_url, timeout=5, command_timeout=60)
+            await connection.execute(CREATE_STAGING_SQL)
+            self._connection = connection
+        return self._connection
+
+    async def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.terminate()
+            self._connection = None
+
+    async def _close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(*OUTAGE_ERRORS):
+                await self._connection.close(timeout=5)
+            self._connection = None
+        with contextlib.suppress(RedisError):
+            await self._queue.retire()
+
+    async def _housekeeping(self) -> None:
+        """Beat the heartbeat often enough to survive two misses; recover dead writers' batches."""
+        interval = self._settings.heartbeat_ttl_s / 3
+        next_recovery = 0.0
+        while True:
+            try:
+                await self._queue.heartbeat()
+                if time.monotonic() >= next_recovery:
+                    await self._queue.recover_orphans()
+                    next_recovery = time.monotonic() + self._settings.heartbeat_ttl_s
+            except RedisError:
+                pass  # the main loop reports Redis outages
+            await asyncio.sleep(interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when asked to stop."""
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
