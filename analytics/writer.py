@@ -58,7 +58,7 @@ POISON_ERRORS: Final = (
 OUTAGE_ERRORS: Final = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 BACKOFF_BASE_S: Final = 0.1
 BACKOFF_CAP_S: Final = 5.0
-IDLE_WAIT_S: Final = 1.0
+IDLE_WAIT_S: Final = 0.25
 
 
 def new_writer_id() -> str:
@@ -208,6 +208,8 @@ class Writer:
                 await self._connection.close(timeout=5)
             self._connection = None
         with contextlib.suppress(RedisError):
+            # Anything still in processing (a stop mid-claim) goes back before this writer stops being recoverable.
+            await self._queue.give_back()
             await self._queue.retire()
 
     async def _housekeeping(self) -> None:

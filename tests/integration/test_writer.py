@@ -1,0 +1,173 @@
+"""The writer and the queue protocol against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from analytics.config import Settings
+from analytics.events import Record, encode_record
+from analytics.queue import Pusher, QueueKeys, WriterQueue, decode_dead_letter
+from analytics.writer import Writer, new_writer_id
+from tests.conftest import eventually
+
+T0 = 1_762_975_801_000_000  # 2025-11-12T19:30:01Z in microseconds
+
+
+def record(n: int = 0, **changes: object) -> Record:
+    fields: dict[str, object] = {"site": "s", "type": "page_view", "path": "/p", "user": "u", "ts": T0 + n}
+    fields.update(changes)
+    return (fields["site"], fields["type"], fields["path"], fields["user"], fields["ts"])  # type: ignore[return-value]
+
+
+async def rows(db: asyncpg.Connection) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM events")
+    return count
+
+
+async def until_stored(db: asyncpg.Connection, expected: int) -> None:
+    async def check() -> None:
+        assert await rows(db) == expected
+
+    await eventually(check)
+
+
+async def test_same_record_delivered_twice_is_stored_once(
+    writer: Writer, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
+) -> None:
+    data = encode_record(record())
+    await redis.rpush(keys.queue, data)
+    await until_stored(db, 1)
+    await redis.rpush(keys.queue, data, data)
+    await eventually(lambda: _queue_drained(redis, keys))
+    await asyncio.sleep(0.1)
+    assert await rows(db) == 1
+
+
+async def _queue_drained(redis: aioredis.Redis, keys: QueueKeys) -> None:
+    assert await redis.llen(keys.queue) == 0
+    assert [key async for key in redis.scan_iter(match=f"{{{keys.prefix}}}:processing:*")] == []
+
+
+async def test_batch_is_committed_then_acked(
+    writer: Writer, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
+) -> None:
+    await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(1200)])
+    await until_stored(db, 1200)
+    await eventually(lambda: _queue_drained(redis, keys))
+    stored = await db.fetchrow('SELECT min("timestamp") AS first, max("timestamp") AS last FROM events')
+    assert (stored["last"] - stored["first"]).total_seconds() == pytest.approx(1199e-6)
+
+
+async def test_poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_stored(
+    writer: Writer, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
+) -> None:
+    good = [encode_record(record(n)) for n in range(40)]
+    rejected_by_postgres = encode_record(record(999, path="nul\x00byte"))
+    undecodable = b"\x93not a record"
+    await redis.rpush(keys.queue, *good[:20], rejected_by_postgres, undecodable, *good[20:])
+    await until_stored(db, 40)
+    dead = [decode_dead_letter(entry) for entry in await redis.lrange(keys.dead, 0, -1)]
+    assert sorted(letter.data for letter in dead) == sorted([rejected_by_postgres, undecodable])
+    reasons = {letter.data: letter.reason for letter in dead}
+    assert reasons[undecodable].startswith("undecodable record")
+    assert reasons[rejected_by_postgres].startswith("rejected by PostgreSQL")
+    assert all(letter.failed_at.tzinfo is not None for letter in dead)
+    await eventually(lambda: _queue_drained(redis, keys))
+
+
+async def test_full_batch_is_written_without_waiting_for_the_interval(
+    database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
+) -> None:
+    settings = Settings(batch_size=50, flush_interval_ms=60_000, heartbeat_ttl_s=2)
+    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2))
+    task = asyncio.create_task(writer.run())
+    try:
+        await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(50)])
+        await eventually(lambda: until_stored(db, 50), timeout_s=10)
+    finally:
+        writer.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_partial_batch_is_written_after_the_interval(
+    database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
+) -> None:
+    settings = Settings(batch_size=10_000, flush_interval_ms=200, heartbeat_ttl_s=2)
+    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2))
+    task = asyncio.create_task(writer.run())
+    try:
+        await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(3)])
+        await until_stored(db, 3)
+    finally:
+        writer.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_claim_moves_records_into_the_writers_processing_list(
+    writer_queue: WriterQueue, redis: aioredis.Redis, keys: QueueKeys
+) -> None:
+    await redis.rpush(keys.queue, *[b"%d" % n for n in range(2500)])
+    claimed = await writer_queue.claim(2100)
+    assert claimed == [b"%d" % n for n in range(2100)]
+    assert await redis.lrange(keys.processing(writer_queue.writer_id), 0, -1) == claimed
+    assert await redis.llen(keys.queue) == 400
+    await writer_queue.ack()
+    assert await redis.exists(keys.processing(writer_queue.writer_id)) == 0
+
+
+async def test_orphaned_processing_list_is_recovered_only_after_its_heartbeat_expires(
+    redis: aioredis.Redis, keys: QueueKeys
+) -> None:
+    crashed = WriterQueue(redis, keys, "crashed", heartbeat_ttl_s=2)
+    survivor = WriterQueue(redis, keys, "survivor", heartbeat_ttl_s=2)
+    await crashed.heartbeat()
+    await redis.rpush(keys.queue, b"a", b"b", b"c")
+    assert await crashed.claim(2) == [b"a", b"b"]
+    assert await survivor.recover_orphans() == 0, "a live writer's batch is left alone"
+    await redis.pexpire(keys.heartbeat("crashed"), 1)
+    await asyncio.sleep(0.05)
+    assert await survivor.recover_orphans() == 2
+    assert sorted(await redis.lrange(keys.queue, 0, -1)) == [b"a", b"b", b"c"]
+    assert await redis.exists(keys.processing("crashed")) == 0
+    assert await redis.smembers(keys.writers) == set()
+
+
+async def test_give_back_returns_the_uncommitted_batch(
+    writer_queue: WriterQueue, redis: aioredis.Redis, keys: QueueKeys
+) -> None:
+    await redis.rpush(keys.queue, b"x", b"y")
+    await writer_queue.claim(10)
+    assert await writer_queue.give_back() == 2
+    assert await redis.lrange(keys.queue, 0, -1) == [b"x", b"y"]
+
+
+async def test_concurrent_pushes_are_coalesced_into_few_round_trips(
+    redis: aioredis.Redis, keys: QueueKeys, pusher: Pusher
+) -> None:
+    before = await _exec_calls(redis)
+    await asyncio.gather(*[pusher.push([b"%d" % n]) for n in range(300)])
+    transactions = await _exec_calls(redis) - before
+    assert await redis.llen(keys.queue) == 300
+    assert 1 <= transactions <= 5, transactions
+
+
+async def _exec_calls(redis: aioredis.Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_exec", {}).get("calls", 0))
+
+
+async def test_writer_stops_promptly_and_leaves_nothing_in_processing(
+    settings: Settings, database_url: str, redis: aioredis.Redis, keys: QueueKeys
+) -> None:
+    queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
+    writer = Writer(settings, database_url, queue)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0.2)
+    writer.stop()
+    await asyncio.wait_for(task, 2)
+    assert await redis.exists(keys.processing(queue.writer_id), keys.heartbeat(queue.writer_id)) == 0
+    assert await redis.sismember(keys.writers, queue.writer_id) == 0

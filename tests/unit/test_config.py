@@ -1,0 +1,85 @@
+"""Settings parsing: defaults, precedence, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analytics.config import ENVIRONMENT, ConfigError, Role, Settings, load_settings
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = load_settings({}, env_file=None)
+    assert settings == Settings()
+    assert (settings.host, settings.port, settings.database_url, settings.redis_url) == ("127.0.0.1", 3000, None, None)
+    assert settings.data_dir == Path(".analytics")
+    assert settings.flush_interval_ms == 100
+    assert settings.max_body_bytes == 1024 * 1024
+
+
+def test_environment_values_are_parsed() -> None:
+    settings = load_settings(
+        {
+            "PORT": "8080",
+            "DATABASE_URL": "postgresql://u:p@db:5432/analytics",
+            "REDIS_URL": "redis://redis:6379/0",
+            "ANALYTICS_ROLE": "writer",
+            "ANALYTICS_MIGRATE": "no",
+            "ANALYTICS_BATCH_SIZE": "2000",
+        },
+        env_file=None,
+    )
+    assert settings.port == 8080
+    assert settings.database_url == "postgresql://u:p@db:5432/analytics"
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.role is Role.WRITER
+    assert settings.migrate is False
+    assert settings.batch_size == 2000
+
+
+def test_empty_urls_mean_embedded_servers() -> None:
+    settings = load_settings({"DATABASE_URL": "", "REDIS_URL": " "}, env_file=None)
+    assert settings.database_url is None
+    assert settings.redis_url is None
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text('# comment\nPORT=4000\nHOST="0.0.0.0"\nexport LOG_LEVEL=debug\n')
+    settings = load_settings({"PORT": "5000"}, env_file=env_file)
+    assert (settings.port, settings.host, settings.log_level) == (5000, "0.0.0.0", "debug")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PORT", "abc", "PORT: expected a whole number, got 'abc'"),
+        ("PORT", "70000", "PORT: expected a number from 0 to 65535, got 70000"),
+        ("DATABASE_URL", "mysql://x/y", "DATABASE_URL: expected a URL starting with postgresql:// or postgres://"),
+        ("DATABASE_URL", "postgresql://h:notaport/db", "DATABASE_URL: not a valid URL"),
+        ("REDIS_URL", "http://x", "REDIS_URL: expected a URL starting with redis://"),
+        ("ANALYTICS_ROLE", "both", "ANALYTICS_ROLE: expected one of api, writer, all, got 'both'"),
+        ("ANALYTICS_MIGRATE", "maybe", "ANALYTICS_MIGRATE: expected true or false"),
+        ("ANALYTICS_BATCH_SIZE", "0", "ANALYTICS_BATCH_SIZE: expected a number from 1"),
+        ("ANALYTICS_REDIS_PREFIX", "{x}", "ANALYTICS_REDIS_PREFIX: must not contain braces"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of debug, info, warning, error"),
+    ],
+)
+def test_bad_values_are_one_clear_line(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({name: value}, env_file=None)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_setting_has_one_environment_variable() -> None:
+    names = [var.name for var in ENVIRONMENT]
+    assert len(names) == len(set(names))
+    assert {var.field for var in ENVIRONMENT} == set(Settings.__dataclass_fields__)
+
+
+def test_env_example_lists_every_setting() -> None:
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    documented = {line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
+    assert {var.name for var in ENVIRONMENT} <= documented
