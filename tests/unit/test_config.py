@@ -83,3 +83,8 @@ def test_env_example_lists_every_setting() -> None:
     example = (Path(__file__).parents[2] / ".env.example").read_text()
     documented = {line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
     assert {var.name for var in ENVIRONMENT} <= documented
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert [var.name for var in ENVIRONMENT if f"`{var.name}`" not in readme] == []
