@@ -45,7 +45,7 @@ async def measure(url: str) -> list[str]:
     await client.delete(key)
     await client.aclose()
     return [
-        f"redis-py {redis.__version__}: PING {ping:,.0f}/s; MULTI/RPUSH×64/EXEC {transactions:,.0f}/s; "
+        f"redis-py {redis.__version__}: PING {ping:,.0f}/s; MULTI/RPUSH(64)/EXEC {transactions:,.0f}/s; "
         f"RPUSH from {CONCURRENCY} concurrent tasks {concurrent:,.0f}/s"
     ]
 
