@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+import msgspec
 import uvicorn
 import uvloop
 
 from analytics.config import ConfigError, Role, Settings, describe, load_settings
 from analytics.db import create_pool, migrate
 from analytics.embedded import embedded_postgres, embedded_valkey
+from analytics.events import EPOCH, decode_record
 from analytics.http import create_app
-from analytics.queue import Pusher, QueueKeys, WriterQueue, connect_redis
+from analytics.queue import DeadLetter, DeadLetters, Pusher, QueueKeys, WriterQueue, connect_redis
 from analytics.writer import Writer, new_writer_id
 
 logger = logging.getLogger("analytics")
@@ -51,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         "--no-migrate", dest="migrate", action="store_false", default=None, help=describe("migrate") + "; skip it"
     )
     commands.add_parser("migrate", help="apply pending database migrations and exit")
+    dead = commands.add_parser("dead-letters", help="inspect or operate the records the writer could not store")
+    dead.add_argument("action", choices=["list", "requeue", "purge"], help="list them, send them back, or drop them")
+    dead.add_argument("--limit", type=int, default=100, help="most entries `list` prints (default: %(default)s)")
     return parser
 
 
@@ -156,7 +164,44 @@ def _serve(settings: Settings) -> int:
         if settings.migrate:
             migrate(database_url)
         logger.info("serving role %s on http://%s:%s", settings.role.value, settings.host, settings.port)
-        return uvloop.run(_run_roles(settings, database_url, redis_url))
+        return _run(_run_roles(settings, database_url, redis_url))
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """The one place an event loop is started."""
+    return uvloop.run(main)
+
+
+def _dead_letter_json(letter: DeadLetter) -> str:
+    entry: dict[str, Any] = {"failed_at": letter.failed_at.isoformat(), "reason": letter.reason}
+    try:
+        site_id, event_type, path, user_id, microseconds = decode_record(letter.data)
+        entry["event"] = {
+            "site_id": site_id,
+            "event_type": event_type,
+            "path": path,
+            "user_id": user_id,
+            "timestamp": (EPOCH + timedelta(microseconds=microseconds)).isoformat(),
+        }
+    except (msgspec.DecodeError, OverflowError):
+        entry["data_base64"] = base64.b64encode(letter.data).decode()
+    return json.dumps(entry, ensure_ascii=False)
+
+
+async def _dead_letters(redis_url: str, prefix: str, action: str, limit: int) -> int:
+    redis = connect_redis(redis_url)
+    try:
+        dead = DeadLetters(redis, QueueKeys(prefix))
+        if action == "list":
+            for letter in await dead.read(limit):
+                print(_dead_letter_json(letter))
+        elif action == "requeue":
+            print(f"requeued {await dead.requeue()} record(s)")
+        else:
+            print(f"purged {await dead.purge()} record(s)")
+    finally:
+        await redis.aclose()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -186,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 applied = migrate(database_url)
             print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
             code = 0
+        elif args.command == "dead-letters":
+            with _redis(settings) as redis_url:
+                code = _run(_dead_letters(redis_url, settings.redis_prefix, args.action, args.limit))
         else:
             code = _serve(settings)
     except KeyboardInterrupt:

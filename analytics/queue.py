@@ -223,6 +223,10 @@ class WriterQueue:
         pending = self._client.blmove(self._keys.queue, self._processing, timeout_s, src="LEFT", dest="RIGHT")  # type: ignore[arg-type]
         return await cast("Awaitable[bytes | None]", pending)
 
+    async def held(self) -> list[bytes]:
+        """What this writer's processing list holds: records claimed but not yet acked."""
+        return await cast("Awaitable[list[bytes]]", self._client.lrange(self._processing, 0, -1))
+
     async def ack(self) -> None:
         """The batch is committed in PostgreSQL: forget it."""
         await self._client.delete(self._processing)
@@ -265,6 +269,39 @@ class WriterQueue:
 
 def decode_dead_letter(entry: bytes) -> DeadLetter:
     return _decode_dead(entry)
+
+
+class DeadLetters:
+    """Operator's view of `{prefix}:dead`: read it, send it back to the queue, or empty it."""
+
+    def __init__(self, client: aioredis.Redis, keys: QueueKeys) -> None:
+        self._client = client
+        self._keys = keys
+
+    async def read(self, limit: int) -> list[DeadLetter]:
+        entries = await cast("Awaitable[list[bytes]]", self._client.lrange(self._keys.dead, 0, limit - 1))
+        return [decode_dead_letter(entry) for entry in entries]
+
+    async def requeue(self) -> int:
+        """Chunk by chunk, each in one transaction; writers only append, so trimming the head is safe."""
+        moved = 0
+        while True:
+            entries = await cast("Awaitable[list[bytes]]", self._client.lrange(self._keys.dead, 0, PUSH_CHUNK - 1))
+            if not entries:
+                return moved
+            records = [decode_dead_letter(entry).data for entry in entries]
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.rpush(self._keys.queue, *records)
+                pipe.ltrim(self._keys.dead, len(entries), -1)
+                await pipe.execute()
+            moved += len(entries)
+
+    async def purge(self) -> int:
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.llen(self._keys.dead)
+            pipe.delete(self._keys.dead)
+            length, _ = await pipe.execute()
+        return int(length)
 
 
 def describe_error(error: BaseException) -> str:

@@ -131,13 +131,22 @@ class Writer:
                 await self._sleep(self._redis_outage.failed(error))
 
     async def _collect(self) -> list[bytes]:
-        """Wait for a first record, then fill up to the batch size for at most the flush interval."""
-        first = await self._queue.take_first(IDLE_WAIT_S)
-        if first is None:
-            return []
+        """Wait for a first record, then fill up to the batch size for at most the flush interval.
+
+        The processing list, not memory, is the batch: a Redis error half-way through a claim leaves records there,
+        and the next ack would delete them unwritten. So every batch starts from what this writer already holds.
+        """
         size = self._settings.batch_size
+        batch = await self._queue.held()
+        if len(batch) >= size:
+            return batch
+        if not batch:
+            first = await self._queue.take_first(IDLE_WAIT_S)
+            if first is None:
+                return []
+            batch = [first]
         deadline = time.monotonic() + self._settings.flush_interval_s
-        batch = [first, *await self._queue.claim(size - 1)]
+        batch += await self._queue.claim(size - len(batch))
         if len(batch) < size:
             await self._sleep(deadline - time.monotonic())
             batch += await self._queue.claim(size - len(batch))

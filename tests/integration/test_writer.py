@@ -171,3 +171,21 @@ async def test_writer_stops_promptly_and_leaves_nothing_in_processing(
     await asyncio.wait_for(task, 2)
     assert await redis.exists(keys.processing(queue.writer_id), keys.heartbeat(queue.writer_id)) == 0
     assert await redis.sismember(keys.writers, queue.writer_id) == 0
+
+
+async def test_records_left_in_its_processing_list_by_a_failed_claim_are_written_not_acked_away(
+    settings: Settings, database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
+) -> None:
+    """BLMOVE moved a record, then the claim failed: the record sits in processing while the batch in memory is gone."""
+    queue = WriterQueue(redis, keys, "resumed", settings.heartbeat_ttl_s)
+    stranded = encode_record(record(1, path="/stranded"))
+    await redis.rpush(keys.processing("resumed"), stranded)
+    await redis.rpush(keys.queue, encode_record(record(2, path="/next")))
+    writer = Writer(settings, database_url, queue)
+    task = asyncio.create_task(writer.run())
+    try:
+        await until_stored(db, 2)
+    finally:
+        writer.stop()
+        await asyncio.wait_for(task, 10)
+    assert sorted(await db.fetchval("SELECT array_agg(path) FROM events")) == ["/next", "/stranded"]
