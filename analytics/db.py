@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Final
 
 import asyncpg
 from yoyo import get_backend, read_migrations
 
 logger = logging.getLogger(__name__)
+
+# "Try again later", as opposed to "this data can never be written": the server is unreachable, restarting
+# (57P01 admin shutdown, 57P03 starting up), out of resources (53xxx), or chose this transaction as a deadlock victim.
+TRANSIENT_ERRORS: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
+)
 
 _PACKAGED_MIGRATIONS = Path(__file__).with_name("migrations")
 _SOURCE_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"

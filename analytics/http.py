@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from analytics.db import TRANSIENT_ERRORS
 from analytics.events import FieldError, InvalidInput, decode_event, encode_record
 from analytics.queue import Pusher, QueueFull, QueueUnavailable, describe_error
 from analytics.stats import parse_stats_query, site_stats
@@ -26,14 +27,6 @@ RETRY_AFTER_S: Final = 1
 HEALTHY: Final = {"message": "API is running, healthy, and ready!"}
 NO_DATA: Final = "No analytics data found for the specified criteria."
 INTERNAL_ERROR: Final = {"status": "error", "message": "Internal Server Error"}
-DATABASE_OUTAGE_ERRORS: Final = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
 
 _encode = msgspec.json.Encoder().encode
 _QUEUED: Final = _encode({"status": "queued"})
@@ -153,7 +146,7 @@ async def stats(request: Request) -> Response:
     pool: asyncpg.Pool = request.app.state.pool
     try:
         result = await site_stats(pool, query)
-    except DATABASE_OUTAGE_ERRORS as error:
+    except TRANSIENT_ERRORS as error:
         logger.warning("stats unavailable: %s", describe_error(error))
         return _unavailable("database unavailable")
     if result.total_views == 0:

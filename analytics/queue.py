@@ -123,6 +123,7 @@ class Pusher:
         self._known_length = 0
         self._length_checked_at = 0.0
         self._was_full = False
+        self._redis_down = False
 
     async def push(self, records: Sequence[bytes]) -> None:
         """Return once Redis holds `records`; raise `QueueFull` or `QueueUnavailable` otherwise."""
@@ -154,6 +155,7 @@ class Pusher:
                 self._known_length = await self._rpush([record for records, _ in batch for record in records])
         except RedisError as failure:
             error = QueueUnavailable(str(failure))
+        self._note_redis_state(error)
         for _, future in batch:
             if future.done():
                 continue
@@ -161,6 +163,17 @@ class Pusher:
                 future.set_result(None)
             else:
                 future.set_exception(error)
+
+    def _note_redis_state(self, error: Exception | None) -> None:
+        """One log line when Redis goes away and one when it is back; never one per request."""
+        down = isinstance(error, QueueUnavailable)
+        if down == self._redis_down:
+            return
+        self._redis_down = down
+        if down:
+            logger.warning("redis unavailable, ingestion answers 503: %s", error)
+        else:
+            logger.info("redis available again, ingestion resumes")
 
     async def _rpush(self, records: list[bytes]) -> int:
         async with self._client.pipeline(transaction=True) as pipe:

@@ -18,6 +18,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from analytics.config import Settings
+from analytics.db import TRANSIENT_ERRORS
 from analytics.events import Record, decode_record
 from analytics.queue import WriterQueue, describe_error
 
@@ -55,7 +56,6 @@ POISON_ERRORS: Final = (
     asyncpg.ProgramLimitExceededError,
     UnicodeEncodeError,
 )
-OUTAGE_ERRORS: Final = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 BACKOFF_BASE_S: Final = 0.1
 BACKOFF_CAP_S: Final = 5.0
 IDLE_WAIT_S: Final = 0.25
@@ -170,7 +170,7 @@ class Writer:
                 rejected = await self._store(kept, records)
                 self._database_outage.recovered()
                 break
-            except OUTAGE_ERRORS as error:
+            except TRANSIENT_ERRORS as error:
                 await self._drop_connection()
                 delay = self._database_outage.failed(error)
                 if self._stop.is_set():
@@ -213,7 +213,7 @@ class Writer:
 
     async def _close(self) -> None:
         if self._connection is not None:
-            with contextlib.suppress(*OUTAGE_ERRORS):
+            with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self._connection.close(timeout=5)
             self._connection = None
         with contextlib.suppress(RedisError):
