@@ -107,7 +107,7 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         if settings.role.runs_api:
             assert pool is not None
             pusher = Pusher(redis, keys, settings.queue_max_length)
-            app = create_app(pusher, pool, settings.max_body_bytes)
+            app = create_app(pusher, pool, settings.max_body_bytes, settings.max_batch_events)
             config = uvicorn.Config(
                 app,
                 host=settings.host,

@@ -46,6 +46,7 @@ class Settings:
     batch_size: int = 5000
     flush_interval_ms: int = 100
     max_body_bytes: int = 1024 * 1024
+    max_batch_events: int = 1000
     queue_max_length: int = 2_000_000
     heartbeat_ttl_s: int = 10
     db_pool_size: int = 10
@@ -157,6 +158,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "longest a queued event waits for its batch to fill",
     ),
     _Var("ANALYTICS_MAX_BODY_BYTES", "max_body_bytes", _integer(1, 1 << 30), "largest request body accepted"),
+    _Var(
+        "ANALYTICS_MAX_BATCH_EVENTS",
+        "max_batch_events",
+        _integer(1, 100_000),
+        "most events one POST /api/ingestion/events may carry",
+    ),
     _Var(
         "ANALYTICS_QUEUE_MAX_LENGTH",
         "queue_max_length",

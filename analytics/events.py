@@ -44,6 +44,7 @@ class InvalidInput(Exception):
 
 
 _decode_event = msgspec.json.Decoder(EventIn).decode
+_decode_events = msgspec.json.Decoder(list[EventIn]).decode
 _decode_any = msgspec.json.Decoder().decode
 _encode_record = msgspec.msgpack.Encoder().encode
 _decode_record: msgspec.msgpack.Decoder[Record] = msgspec.msgpack.Decoder(Record)
@@ -130,6 +131,29 @@ def decode_event(body: bytes) -> Record:
         raise InvalidInput([FieldError("body", f"body is not valid JSON: {_reason(error)}")]) from None
     # The two readers agree (tests/unit/test_events.py proves it with hypothesis); the fallback keeps a 400 a 400.
     raise InvalidInput(_problems(document, "body") or [FieldError("body", "body is not a valid event")])
+
+
+def decode_events(body: bytes, max_events: int) -> list[Record]:
+    """Decode a JSON array of events, all or nothing: any problem anywhere rejects the whole batch."""
+    try:
+        events = _decode_events(body)
+    except _UNREADABLE:
+        pass
+    else:
+        if 0 < len(events) <= max_events and not any(_has_nul(event) for event in events):
+            return [_to_record(event) for event in events]
+    try:
+        document = _decode_any(body)
+    except _UNREADABLE as error:
+        raise InvalidInput([FieldError("body", f"body is not valid JSON: {_reason(error)}")]) from None
+    if not isinstance(document, list):
+        raise InvalidInput([FieldError("body", "body must be a JSON array of events")])
+    if not document:
+        raise InvalidInput([FieldError("body", "body must hold at least one event")])
+    if len(document) > max_events:
+        raise InvalidInput([FieldError("body", f"body may hold at most {max_events} events, got {len(document)}")])
+    problems = [problem for index, item in enumerate(document) for problem in _problems(item, f"body.{index}")]
+    raise InvalidInput(problems or [FieldError("body", "body is not a valid batch of events")])
 
 
 def _reason(error: Exception) -> str:

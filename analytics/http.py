@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -16,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from analytics.db import TRANSIENT_ERRORS
-from analytics.events import FieldError, InvalidInput, decode_event, encode_record
+from analytics.events import FieldError, InvalidInput, Record, decode_event, decode_events, encode_record
 from analytics.queue import Pusher, QueueFull, QueueUnavailable, describe_error
 from analytics.stats import parse_stats_query, site_stats
 
@@ -103,12 +104,31 @@ def _unavailable(message: str) -> JSONResponse:
     )
 
 
-class IngestEvent:
-    """`POST /api/ingestion/event` as a bare ASGI app: the hot path builds no Request or Response objects."""
+def _queued(count: int) -> bytes:
+    return _QUEUED
 
-    def __init__(self, pusher: Pusher, max_body_bytes: int) -> None:
+
+def _queued_count(count: int) -> bytes:
+    return _encode({"status": "queued", "count": count})
+
+
+class Ingest:
+    """An ingestion endpoint as a bare ASGI app: the hot path builds no Request or Response objects.
+
+    `decode` turns a body into records (or raises `InvalidInput`); `accepted` renders the 202 body for n records.
+    """
+
+    def __init__(
+        self,
+        pusher: Pusher,
+        max_body_bytes: int,
+        decode: Callable[[bytes], list[Record]],
+        accepted: Callable[[int], bytes],
+    ) -> None:
         self._pusher = pusher
         self._max_body_bytes = max_body_bytes
+        self._decode = decode
+        self._accepted = accepted
         self._too_large = _encode(Fail(status="fail", message=f"request body exceeds {max_body_bytes} bytes"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,17 +141,17 @@ class IngestEvent:
             await _send(send, 413, self._too_large)
             return
         try:
-            record = decode_event(body)
+            records = self._decode(body)
         except InvalidInput as invalid:
             await _send(send, 400, _encode(Invalid(errors=invalid.errors)))
             return
         try:
-            await self._pusher.push([encode_record(record)])
+            await self._pusher.push([encode_record(record) for record in records])
         except (QueueFull, QueueUnavailable) as refused:
             message = "queue is full, retry later" if isinstance(refused, QueueFull) else "queue unavailable"
             await _send(send, 503, _encode(Fail(status="error", message=message)), [(b"retry-after", b"1")])
             return
-        await _send(send, 202, _QUEUED)
+        await _send(send, 202, self._accepted(len(records)))
 
 
 async def healthcheck(request: Request) -> Response:
@@ -165,11 +185,19 @@ async def internal_error(request: Request, error: Exception) -> Response:
     return JSONResponse(INTERNAL_ERROR, status_code=500)
 
 
-def create_app(pusher: Pusher, pool: asyncpg.Pool, max_body_bytes: int) -> Starlette:
+def _decode_one(body: bytes) -> list[Record]:
+    return [decode_event(body)]
+
+
+def create_app(pusher: Pusher, pool: asyncpg.Pool, max_body_bytes: int, max_batch_events: int = 1000) -> Starlette:
+    decode_batch = functools.partial(decode_events, max_events=max_batch_events)
     app = Starlette(
         routes=[
             Route("/api/healthcheck", healthcheck, methods=["GET"]),
-            Route("/api/ingestion/event", IngestEvent(pusher, max_body_bytes), methods=["POST"]),
+            Route("/api/ingestion/event", Ingest(pusher, max_body_bytes, _decode_one, _queued), methods=["POST"]),
+            Route(
+                "/api/ingestion/events", Ingest(pusher, max_body_bytes, decode_batch, _queued_count), methods=["POST"]
+            ),
             Route("/api/reporting/stats", stats, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error, Exception: internal_error},

@@ -388,3 +388,64 @@ async def test_timestamps_are_stored_exactly_in_utc(service: httpx.AsyncClient, 
         """SELECT to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS utc FROM events ORDER BY 1"""
     )
     assert [row["utc"] for row in rows] == ["0001-01-01T00:00:00.000000", "2025-11-12T19:30:01.123456"]
+
+
+async def test_batch_of_valid_events_is_queued_with_its_count(
+    service: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    events = [event(user_id=f"u{n}", timestamp=f"2025-11-12T10:00:{n:02d}Z") for n in range(50)]
+    response = await service.post("/api/ingestion/events", json=events)
+    assert (response.status_code, response.json()) == (202, {"status": "queued", "count": 50})
+    await settled(db, 50)
+    data = (await stats_of(service, site_id="site-abc-123", date="2025-11-12")).json()["data"]
+    assert (data["total_views"], data["unique_users"]) == (50, 50)
+
+
+async def test_batch_with_one_invalid_event_queues_nothing(
+    api: httpx.AsyncClient, redis: aioredis.Redis, keys: QueueKeys
+) -> None:
+    events = [event(), event(site_id=""), event(), event(timestamp="2025-02-30T00:00:00Z")]
+    response = await api.post("/api/ingestion/events", json=events)
+    assert response.status_code == 400
+    assert response.json() == {
+        "status": "fail",
+        "errors": [
+            {"path": "body.1.site_id", "message": "site_id is required"},
+            {
+                "path": "body.3.timestamp",
+                "message": "timestamp must be an ISO 8601 date-time, e.g. 2025-11-12T19:30:01Z",
+            },
+        ],
+    }
+    assert await redis.llen(keys.queue) == 0
+
+
+async def test_batch_over_the_event_limit_is_400(
+    api: httpx.AsyncClient, redis: aioredis.Redis, keys: QueueKeys
+) -> None:
+    response = await api.post("/api/ingestion/events", json=[event()] * 1001)
+    assert response.status_code == 400
+    assert response.json() == {
+        "status": "fail",
+        "errors": [{"path": "body", "message": "body may hold at most 1000 events, got 1001"}],
+    }
+    assert await redis.llen(keys.queue) == 0
+
+
+async def test_batch_body_limit_and_content_type_apply(api: httpx.AsyncClient) -> None:
+    too_large = await api.post("/api/ingestion/events", json=[event(padding="x" * 1_100_000)])
+    assert too_large.status_code == 413
+    wrong_type = await api.post("/api/ingestion/events", content=b"[]", headers={"content-type": "text/csv"})
+    assert wrong_type.status_code == 415
+
+
+async def test_batch_with_redis_unreachable_is_503(pool: asyncpg.Pool, keys: QueueKeys) -> None:
+    unreachable = connect_redis("redis://127.0.0.1:1/0")
+    try:
+        app = create_app(Pusher(unreachable, keys, 1000), pool, 1024 * 1024)
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            response = await client.post("/api/ingestion/events", json=[event(), event(user_id="b")])
+    finally:
+        await unreachable.aclose()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
