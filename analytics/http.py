@@ -169,7 +169,7 @@ async def stats(request: Request) -> Response:
     except TRANSIENT_ERRORS as error:
         logger.warning("stats unavailable: %s", describe_error(error))
         return _unavailable("database unavailable")
-    if result.total_views == 0:
+    if result is None:
         return JSONResponse(Fail(status="fail", message=NO_DATA), status_code=404)
     return JSONResponse({"status": "success", "data": result})
 

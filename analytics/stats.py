@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Final
 
 import asyncpg
@@ -15,24 +15,20 @@ TOP_PATHS: Final = 3
 _DATE_SHAPE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DATE_MESSAGE: Final = "date must be a real calendar date in YYYY-MM-DD format"
 
-# $2 is the UTC start of the day, or NULL for all time; the day's end is computed by PostgreSQL, which (unlike
-# Python) can represent the day after 9999-12-31. The range stays sargable on (site_id, event_type, timestamp).
-_RANGE: Final = """site_id = $1 AND event_type = 'page_view'
-  AND "timestamp" >= coalesce($2::timestamptz, '-infinity')
-  AND "timestamp" < coalesce($2::timestamptz + interval '1 day', 'infinity')"""
-
-TOTALS_SQL: Final = f"""
-SELECT count(*) AS total_views, count(DISTINCT user_id) AS unique_users
-FROM events
-WHERE {_RANGE}
+# Stats read only the rollups the writer maintains (migrations/0002.rollups.sql): primary-key lookups, plus a sort
+# of one site's (or one day's) distinct paths. Nothing here grows with the number of events.
+DAY_TOTALS_SQL: Final = "SELECT views, users FROM daily_totals WHERE site_id = $1 AND day = $2"
+DAY_TOP_PATHS_SQL: Final = f"""
+SELECT path, views FROM daily_path_views
+WHERE site_id = $1 AND day = $2
+ORDER BY views DESC, path
+LIMIT {TOP_PATHS}
 """
-
-TOP_PATHS_SQL: Final = f"""
-SELECT path, count(*) AS views
-FROM events
-WHERE {_RANGE} AND path IS NOT NULL
-GROUP BY path
-ORDER BY views DESC, path COLLATE "C"
+ALL_TIME_TOTALS_SQL: Final = "SELECT views, users FROM site_totals WHERE site_id = $1"
+ALL_TIME_TOP_PATHS_SQL: Final = f"""
+SELECT path, views FROM site_path_views
+WHERE site_id = $1
+ORDER BY views DESC, path
 LIMIT {TOP_PATHS}
 """
 
@@ -78,16 +74,21 @@ def parse_stats_query(site_id: str | None, day: str | None) -> StatsQuery:
     return StatsQuery(site_id=site_id, day=parsed_day)
 
 
-async def site_stats(pool: asyncpg.Pool, query: StatsQuery) -> SiteStats:
-    start = None if query.day is None else datetime(query.day.year, query.day.month, query.day.day, tzinfo=UTC)
+async def site_stats(pool: asyncpg.Pool, query: StatsQuery) -> SiteStats | None:
+    """The site's stats for the day (or all time); None when it has no page views there."""
     async with pool.acquire() as connection:
-        totals = await connection.fetchrow(TOTALS_SQL, query.site_id, start)
-        top = await connection.fetch(TOP_PATHS_SQL, query.site_id, start)
-    assert totals is not None
+        if query.day is None:
+            totals = await connection.fetchrow(ALL_TIME_TOTALS_SQL, query.site_id)
+            top = await connection.fetch(ALL_TIME_TOP_PATHS_SQL, query.site_id) if totals else []
+        else:
+            totals = await connection.fetchrow(DAY_TOTALS_SQL, query.site_id, query.day)
+            top = await connection.fetch(DAY_TOP_PATHS_SQL, query.site_id, query.day) if totals else []
+    if totals is None or totals["views"] == 0:
+        return None
     return SiteStats(
         site_id=query.site_id,
         date="all-time" if query.day is None else query.day.isoformat(),
-        total_views=totals["total_views"],
-        unique_users=totals["unique_users"],
+        total_views=totals["views"],
+        unique_users=totals["users"],
         top_paths=[PathViews(path=row["path"], views=row["views"]) for row in top],
     )

@@ -28,6 +28,7 @@ STAGING_TABLE: Final = "staging_events"
 STAGING_COLUMNS: Final = ("site_id", "event_type", "path", "user_id", "ts_us")
 
 # Created once per connection (a temp table per batch churns the catalogs); emptied by every commit.
+# new_page_views holds the page views the merge actually inserted: the only rows the rollups may count.
 CREATE_STAGING_SQL: Final = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     site_id text COLLATE "C" NOT NULL,
@@ -35,18 +36,85 @@ CREATE TEMP TABLE IF NOT EXISTS staging_events (
     path text COLLATE "C",
     user_id text COLLATE "C",
     ts_us bigint NOT NULL
-) ON COMMIT DELETE ROWS
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS new_page_views (
+    site_id text COLLATE "C" NOT NULL,
+    day date NOT NULL,
+    path text COLLATE "C",
+    user_id text COLLATE "C"
+) ON COMMIT DELETE ROWS;
 """
 
-# ORDER BY the key: two writers merging overlapping keys in different orders would deadlock. The timestamp is
-# rebuilt from whole seconds plus microseconds because interval * bigint goes through float8 (inexact past 2^53 µs).
+# One round trip (several statements, simple protocol), inside the batch's transaction. Every statement takes its
+# row locks in key order (ORDER BY) and all writers run the same statements in the same order, so writers merging
+# overlapping batches wait for each other but never deadlock. The timestamp is rebuilt from whole seconds plus
+# microseconds because interval * bigint goes through float8 (inexact past 2^53 µs).
 MERGE_SQL: Final = """
-INSERT INTO events (site_id, event_type, path, user_id, "timestamp")
-SELECT site_id, event_type, path, user_id,
-       to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond'
-FROM staging_events
-ORDER BY site_id, event_type, md5(user_id), md5(path), ts_us
-ON CONFLICT DO NOTHING
+WITH inserted AS (
+    INSERT INTO events (site_id, event_type, path, user_id, "timestamp")
+    SELECT site_id, event_type, path, user_id,
+           to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond'
+    FROM staging_events
+    ORDER BY site_id, event_type, md5(user_id), md5(path), ts_us
+    ON CONFLICT DO NOTHING
+    RETURNING site_id, event_type, path, user_id, "timestamp"
+)
+INSERT INTO new_page_views (site_id, day, path, user_id)
+SELECT site_id, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id
+FROM inserted
+WHERE event_type = 'page_view';
+
+INSERT INTO daily_path_views AS rollup (site_id, day, path_md5, path, views)
+SELECT site_id, day, md5(path)::uuid, path, count(*)
+FROM new_page_views
+WHERE path IS NOT NULL
+GROUP BY site_id, day, path
+ORDER BY 1, 2, 3
+ON CONFLICT (site_id, day, path_md5) DO UPDATE SET views = rollup.views + excluded.views;
+
+WITH first_seen AS (
+    INSERT INTO daily_users (site_id, day, user_md5)
+    SELECT DISTINCT site_id, day, md5(user_id)::uuid
+    FROM new_page_views
+    WHERE user_id IS NOT NULL
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING site_id, day
+),
+views AS (SELECT site_id, day, count(*) AS views FROM new_page_views GROUP BY 1, 2),
+users AS (SELECT site_id, day, count(*) AS users FROM first_seen GROUP BY 1, 2)
+INSERT INTO daily_totals AS rollup (site_id, day, views, users)
+SELECT site_id, day, views.views, coalesce(users.users, 0)
+FROM views LEFT JOIN users USING (site_id, day)
+ORDER BY 1, 2
+ON CONFLICT (site_id, day) DO UPDATE
+SET views = rollup.views + excluded.views, users = rollup.users + excluded.users;
+
+INSERT INTO site_path_views AS rollup (site_id, path_md5, path, views)
+SELECT site_id, md5(path)::uuid, path, count(*)
+FROM new_page_views
+WHERE path IS NOT NULL
+GROUP BY site_id, path
+ORDER BY 1, 2
+ON CONFLICT (site_id, path_md5) DO UPDATE SET views = rollup.views + excluded.views;
+
+WITH first_seen AS (
+    INSERT INTO site_users (site_id, user_md5)
+    SELECT DISTINCT site_id, md5(user_id)::uuid
+    FROM new_page_views
+    WHERE user_id IS NOT NULL
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+    RETURNING site_id
+),
+views AS (SELECT site_id, count(*) AS views FROM new_page_views GROUP BY 1),
+users AS (SELECT site_id, count(*) AS users FROM first_seen GROUP BY 1)
+INSERT INTO site_totals AS rollup (site_id, views, users)
+SELECT site_id, views.views, coalesce(users.users, 0)
+FROM views LEFT JOIN users USING (site_id)
+ORDER BY 1
+ON CONFLICT (site_id) DO UPDATE
+SET views = rollup.views + excluded.views, users = rollup.users + excluded.users;
 """
 
 # Errors that say "this data can never be written", as opposed to "the database is not answering".
@@ -59,6 +127,18 @@ POISON_ERRORS: Final = (
 BACKOFF_BASE_S: Final = 0.1
 BACKOFF_CAP_S: Final = 5.0
 IDLE_WAIT_S: Final = 0.25
+
+
+async def prepare(connection: asyncpg.Connection) -> None:
+    """Once per connection: the staging tables the merge uses."""
+    await connection.execute(CREATE_STAGING_SQL)
+
+
+async def merge(connection: asyncpg.Connection, records: Sequence[Record]) -> None:
+    """Store a batch idempotently and update the rollups from what it inserted, in one transaction."""
+    async with connection.transaction():
+        await connection.copy_records_to_table(STAGING_TABLE, records=records, columns=STAGING_COLUMNS)
+        await connection.execute(MERGE_SQL)
 
 
 def new_writer_id() -> str:
@@ -189,9 +269,7 @@ class Writer:
             return []
         connection = await self._connect()
         try:
-            async with connection.transaction():
-                await connection.copy_records_to_table(STAGING_TABLE, records=records, columns=STAGING_COLUMNS)
-                await connection.execute(MERGE_SQL)
+            await merge(connection, records)
             return []
         except POISON_ERRORS as error:
             if len(records) == 1:
@@ -202,7 +280,7 @@ class Writer:
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
             connection: asyncpg.Connection = await asyncpg.connect(self._database_url, timeout=5, command_timeout=60)
-            await connection.execute(CREATE_STAGING_SQL)
+            await prepare(connection)
             self._connection = connection
         return self._connection
 
