@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Coroutine, Iterator, Sequence
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -21,19 +22,19 @@ import msgspec
 import uvicorn
 import uvloop
 
+from analytics import logs
 from analytics.config import ConfigError, Role, Settings, describe, load_settings
-from analytics.db import create_pool, migrate
+from analytics.db import create_pool, migrate, ping_database
 from analytics.embedded import embedded_postgres, embedded_valkey
 from analytics.events import EPOCH, decode_record
-from analytics.http import create_app
-from analytics.queue import DeadLetter, DeadLetters, Pusher, QueueKeys, WriterQueue, connect_redis
+from analytics.http import Ingestion, Readiness, create_app
+from analytics.metrics import Metrics
+from analytics.queue import DeadLetter, DeadLetters, Pusher, QueueKeys, WriterQueue, connect_redis, ping, snapshot
 from analytics.writer import Writer, new_writer_id
 
 logger = logging.getLogger("analytics")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# Libraries that log every command they run at INFO.
-QUIET_LOGGERS = ("embedded_postgres", "yoyo")
 
 
 class Server(uvicorn.Server):
@@ -98,31 +99,35 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         loop.add_signal_handler(signum, stop.set)
     redis = connect_redis(redis_url)
     keys = QueueKeys(settings.redis_prefix)
+    metrics = Metrics()
     tasks: dict[str, asyncio.Task[Any]] = {}
-    server: Server | None = None
     writer: Writer | None = None
     pusher: Pusher | None = None
-    pool = await create_pool(database_url, settings.db_pool_size) if settings.role.runs_api else None
+    pool = await create_pool(database_url, settings.db_pool_size if settings.role.runs_api else 1)
     try:
+        ingestion = None
         if settings.role.runs_api:
-            assert pool is not None
             pusher = Pusher(redis, keys, settings.queue_max_length)
-            app = create_app(pusher, pool, settings.max_body_bytes, settings.max_batch_events)
-            config = uvicorn.Config(
-                app,
-                host=settings.host,
-                port=settings.port,
-                http="httptools",
-                lifespan="off",
-                access_log=False,
-                log_config=None,
-                timeout_graceful_shutdown=10,
-            )
-            server = Server(config)
-            tasks["api"] = asyncio.create_task(server.serve())
+            ingestion = Ingestion(pusher, pool, settings.max_body_bytes, settings.max_batch_events)
+        # Ingestion needs only Redis; a writer needs PostgreSQL too.
+        required = ("redis", "postgresql") if settings.role.runs_writer else ("redis",)
+        readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, required)
+        app = create_app(metrics, readiness, partial(snapshot, redis, keys), ingestion)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+        server = Server(config)
+        tasks["http"] = asyncio.create_task(server.serve())
         if settings.role.runs_writer:
             queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
-            writer = Writer(settings, database_url, queue)
+            writer = Writer(settings, database_url, queue, metrics)
             tasks["writer"] = asyncio.create_task(writer.run())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -133,9 +138,8 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         else:
             logger.info("stopping")
         # Order matters: the api finishes in-flight requests (their pushes included) before the writer stops.
-        if server is not None:
-            server.should_exit = True
-            await _settle(tasks["api"])
+        server.should_exit = True
+        await _settle(tasks["http"])
         if pusher is not None:
             await pusher.drain()
         if writer is not None:
@@ -146,8 +150,7 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         for signum, handler in previous_handlers.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, handler)
-        if pool is not None:
-            await pool.close()
+        await pool.close()
         await redis.aclose()
 
 
@@ -175,7 +178,7 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 def _dead_letter_json(letter: DeadLetter) -> str:
     entry: dict[str, Any] = {"failed_at": letter.failed_at.isoformat(), "reason": letter.reason}
     try:
-        site_id, event_type, path, user_id, microseconds = decode_record(letter.data)
+        site_id, event_type, path, user_id, microseconds, _ = decode_record(letter.data)
         entry["event"] = {
             "site_id": site_id,
             "event_type": event_type,
@@ -218,11 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings(environ, env_file=args.env_file)
     except ConfigError as error:
         _fail(str(error), 2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for chatty in QUIET_LOGGERS:
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(settings.log_level, settings.log_format)
     # Until the event loop installs its own handlers, SIGTERM must still unwind the stack so embedded servers stop.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:

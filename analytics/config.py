@@ -51,6 +51,7 @@ class Settings:
     heartbeat_ttl_s: int = 10
     db_pool_size: int = 10
     log_level: str = "info"
+    log_format: str = "logfmt"
 
     @property
     def flush_interval_s(self) -> float:
@@ -130,6 +131,7 @@ def _redis_prefix(text: str) -> str:
 
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("logfmt", "json")
 
 ENVIRONMENT: Final[tuple[_Var, ...]] = (
     _Var("HOST", "host", _non_empty, "address the HTTP server binds"),
@@ -178,6 +180,7 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
     ),
     _Var("ANALYTICS_DB_POOL_SIZE", "db_pool_size", _integer(1, 1000), "PostgreSQL connections for stats per process"),
     _Var("LOG_LEVEL", "log_level", _choice(LOG_LEVELS, str), "debug, info, warning or error"),
+    _Var("LOG_FORMAT", "log_format", _choice(LOG_FORMATS, str), "logfmt (key=value lines) or json (JSON lines)"),
 )
 
 DEFAULTS: Final = Settings()

@@ -56,6 +56,10 @@ def migrate(database_url: str) -> list[str]:
     return applied
 
 
+async def ping_database(pool: asyncpg.Pool) -> None:
+    await pool.fetchval("SELECT 1")
+
+
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
     """Connections open lazily (min_size=0): the api must start, and ingest, while PostgreSQL is down."""
     pool: asyncpg.Pool = await asyncpg.create_pool(

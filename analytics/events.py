@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -16,8 +17,10 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND: Final = timedelta(microseconds=1)
 TIMESTAMP_MESSAGE: Final = "timestamp must be an ISO 8601 date-time, e.g. 2025-11-12T19:30:01Z"
 
-# What the queue carries and the writer copies: (site_id, event_type, path, user_id, UTC microseconds since 1970).
+# An event: (site_id, event_type, path, user_id, UTC microseconds since 1970).
 Record = tuple[str, str, str | None, str | None, int]
+# What the queue carries and the writer copies: the event and when it was accepted (ms since 1970, for lag).
+Queued = tuple[str, str, str | None, str | None, int, int]
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -47,7 +50,7 @@ _decode_event = msgspec.json.Decoder(EventIn).decode
 _decode_events = msgspec.json.Decoder(list[EventIn]).decode
 _decode_any = msgspec.json.Decoder().decode
 _encode_record = msgspec.msgpack.Encoder().encode
-_decode_record: msgspec.msgpack.Decoder[Record] = msgspec.msgpack.Decoder(Record)
+_decode_record: msgspec.msgpack.Decoder[Queued] = msgspec.msgpack.Decoder(Queued)
 
 # Exceptions msgspec raises on hostile input: malformed or invalid UTF-8 text, out-of-range numbers, deep nesting.
 _UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
@@ -164,10 +167,15 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
-def encode_record(record: Record) -> bytes:
-    return _encode_record(record)
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
-def decode_record(data: bytes) -> Record:
+def encode_record(record: Record, accepted_ms: int | None = None) -> bytes:
+    """The queue's msgpack array: the event, then when it was accepted (default: now)."""
+    return _encode_record((*record, now_ms() if accepted_ms is None else accepted_ms))
+
+
+def decode_record(data: bytes) -> Queued:
     """Raise `msgspec.DecodeError` (or `ValidationError`) for bytes that are not a record."""
     return _decode_record.decode(data)

@@ -14,6 +14,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from analytics.logs import StateLog
+
 logger = logging.getLogger(__name__)
 
 PUSH_CHUNK: Final = 1000
@@ -49,6 +51,15 @@ redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[4], ARGV[1])
 return n
 """
+
+
+class QueueSnapshot(msgspec.Struct, frozen=True):
+    """The queue as a scrape sees it."""
+
+    queued: int
+    dead: int
+    processing: dict[str, int]
+    writers_alive: int
 
 
 class QueueUnavailable(Exception):
@@ -115,7 +126,8 @@ class Pusher:
     """
 
     def __init__(self, client: aioredis.Redis, keys: QueueKeys, max_length: int) -> None:
-        self._client = client
+        self.client = client
+        self.keys = keys
         self._key = keys.queue
         self._max_length = max_length
         self._pending: list[tuple[Sequence[bytes], asyncio.Future[None]]] = []
@@ -123,7 +135,7 @@ class Pusher:
         self._known_length = 0
         self._length_checked_at = 0.0
         self._was_full = False
-        self._redis_down = False
+        self._redis = StateLog(logger, "redis unavailable, ingestion answers 503", "redis available again")
 
     async def push(self, records: Sequence[bytes]) -> None:
         """Return once Redis holds `records`; raise `QueueFull` or `QueueUnavailable` otherwise."""
@@ -155,7 +167,9 @@ class Pusher:
                 self._known_length = await self._rpush([record for records, _ in batch for record in records])
         except RedisError as failure:
             error = QueueUnavailable(str(failure))
-        self._note_redis_state(error)
+            self._redis.failed(failure)
+        else:
+            self._redis.recovered()
         for _, future in batch:
             if future.done():
                 continue
@@ -164,19 +178,8 @@ class Pusher:
             else:
                 future.set_exception(error)
 
-    def _note_redis_state(self, error: Exception | None) -> None:
-        """One log line when Redis goes away and one when it is back; never one per request."""
-        down = isinstance(error, QueueUnavailable)
-        if down == self._redis_down:
-            return
-        self._redis_down = down
-        if down:
-            logger.warning("redis unavailable, ingestion answers 503: %s", error)
-        else:
-            logger.info("redis available again, ingestion resumes")
-
     async def _rpush(self, records: list[bytes]) -> int:
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self.client.pipeline(transaction=True) as pipe:
             for start in range(0, len(records), PUSH_CHUNK):
                 pipe.rpush(self._key, *records[start : start + PUSH_CHUNK])
             lengths: list[int] = await pipe.execute()
@@ -189,7 +192,7 @@ class Pusher:
         now = time.monotonic()
         if now - self._length_checked_at >= LENGTH_RECHECK_S:
             self._length_checked_at = now
-            self._known_length = await cast("Awaitable[int]", self._client.llen(self._key))
+            self._known_length = await cast("Awaitable[int]", self.client.llen(self._key))
         full = self._known_length >= self._max_length
         if full != self._was_full:
             self._was_full = full
@@ -317,7 +320,22 @@ class DeadLetters:
         return int(length)
 
 
-def describe_error(error: BaseException) -> str:
-    """One short line for logs and 503 bodies: the exception type and the first line of its message."""
-    lines = str(error).splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+async def ping(client: aioredis.Redis) -> None:
+    await cast("Awaitable[bool]", client.ping())
+
+
+async def snapshot(client: aioredis.Redis, keys: QueueKeys) -> QueueSnapshot:
+    """Queue depth, dead letters, and what each registered writer holds, in two round trips."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.llen(keys.queue)
+        pipe.llen(keys.dead)
+        pipe.smembers(keys.writers)
+        queued, dead, members = await pipe.execute()
+    writer_ids = sorted(member.decode() for member in members)
+    async with client.pipeline(transaction=False) as pipe:
+        for writer_id in writer_ids:
+            pipe.llen(keys.processing(writer_id))
+            pipe.exists(keys.heartbeat(writer_id))
+        replies = await pipe.execute()
+    held = dict(zip(writer_ids, replies[0::2], strict=True))
+    return QueueSnapshot(queued=queued, dead=dead, processing=held, writers_alive=sum(replies[1::2]))

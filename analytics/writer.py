@@ -19,30 +19,37 @@ from redis.exceptions import RedisError
 
 from analytics.config import Settings
 from analytics.db import TRANSIENT_ERRORS
-from analytics.events import Record, decode_record
-from analytics.queue import WriterQueue, describe_error
+from analytics.events import Queued, decode_record, now_ms
+from analytics.logs import StateLog, describe_error
+from analytics.metrics import Metrics
+from analytics.queue import WriterQueue
 
 logger = logging.getLogger(__name__)
 
 STAGING_TABLE: Final = "staging_events"
-STAGING_COLUMNS: Final = ("site_id", "event_type", "path", "user_id", "ts_us")
+STAGING_COLUMNS: Final = ("site_id", "event_type", "path", "user_id", "ts_us", "accepted_ms")
+INSERTED_COUNT_SQL: Final = "SELECT count(*) FROM inserted_events"
 
 # Created once per connection (a temp table per batch churns the catalogs); emptied by every commit.
-# new_page_views holds the page views the merge actually inserted: the only rows the rollups may count.
+# inserted_events holds what the merge actually inserted: the only rows the rollups may count.
 CREATE_STAGING_SQL: Final = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     site_id text COLLATE "C" NOT NULL,
     event_type text COLLATE "C" NOT NULL,
     path text COLLATE "C",
     user_id text COLLATE "C",
-    ts_us bigint NOT NULL
+    ts_us bigint NOT NULL,
+    accepted_ms bigint NOT NULL
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS new_page_views (
+CREATE TEMP TABLE IF NOT EXISTS inserted_events (
     site_id text COLLATE "C" NOT NULL,
+    event_type text COLLATE "C" NOT NULL,
     day date NOT NULL,
     path text COLLATE "C",
     user_id text COLLATE "C"
 ) ON COMMIT DELETE ROWS;
+CREATE OR REPLACE TEMP VIEW new_page_views AS
+SELECT site_id, day, path, user_id FROM inserted_events WHERE event_type = 'page_view';
 """
 
 # One round trip (several statements, simple protocol), inside the batch's transaction. Every statement takes its
@@ -59,10 +66,9 @@ WITH inserted AS (
     ON CONFLICT DO NOTHING
     RETURNING site_id, event_type, path, user_id, "timestamp"
 )
-INSERT INTO new_page_views (site_id, day, path, user_id)
-SELECT site_id, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id
-FROM inserted
-WHERE event_type = 'page_view';
+INSERT INTO inserted_events (site_id, event_type, day, path, user_id)
+SELECT site_id, event_type, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id
+FROM inserted;
 
 INSERT INTO daily_path_views AS rollup (site_id, day, path_md5, path, views)
 SELECT site_id, day, md5(path)::uuid, path, count(*)
@@ -134,11 +140,16 @@ async def prepare(connection: asyncpg.Connection) -> None:
     await connection.execute(CREATE_STAGING_SQL)
 
 
-async def merge(connection: asyncpg.Connection, records: Sequence[Record]) -> None:
-    """Store a batch idempotently and update the rollups from what it inserted, in one transaction."""
+async def merge(connection: asyncpg.Connection, records: Sequence[Queued]) -> int:
+    """Store a batch idempotently and update the rollups from what it inserted, in one transaction.
+
+    Returns how many events were new (the rest were already stored).
+    """
     async with connection.transaction():
         await connection.copy_records_to_table(STAGING_TABLE, records=records, columns=STAGING_COLUMNS)
         await connection.execute(MERGE_SQL)
+        inserted: int = await connection.fetchval(INSERTED_COUNT_SQL)
+    return inserted
 
 
 def new_writer_id() -> str:
@@ -150,34 +161,18 @@ def backoff_delay(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 
 
-class Outage:
-    """Logs a dependency going down and coming back: one line per state change, never one per retry."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self.attempts = 0
-
-    def failed(self, error: BaseException) -> float:
-        if self.attempts == 0:
-            logger.warning("%s unavailable, retrying with backoff: %s", self._name, describe_error(error))
-        self.attempts += 1
-        return backoff_delay(self.attempts)
-
-    def recovered(self) -> None:
-        if self.attempts:
-            logger.info("%s available again after %s retries", self._name, self.attempts)
-        self.attempts = 0
-
-
 class Writer:
-    def __init__(self, settings: Settings, database_url: str, queue: WriterQueue) -> None:
+    def __init__(self, settings: Settings, database_url: str, queue: WriterQueue, metrics: Metrics) -> None:
         self._settings = settings
         self._database_url = database_url
         self._queue = queue
+        self._metrics = metrics
         self._connection: asyncpg.Connection | None = None
         self._stop = asyncio.Event()
-        self._redis_outage = Outage("redis")
-        self._database_outage = Outage("postgresql")
+        self._redis = StateLog(logger, "redis unavailable, writer retrying with backoff", "redis available again")
+        self._database = StateLog(
+            logger, "postgresql unavailable, writer keeps its batch and retries", "postgresql available again"
+        )
         self.stored = 0
 
     def stop(self) -> None:
@@ -206,9 +201,10 @@ class Writer:
                 if batch:
                     await self._commit(batch)
                     await self._queue.ack()
-                self._redis_outage.recovered()
+                self._redis.recovered()
             except RedisError as error:
-                await self._sleep(self._redis_outage.failed(error))
+                self._redis.failed(error)
+                await self._sleep(backoff_delay(self._redis.failures))
 
     async def _collect(self) -> list[bytes]:
         """Wait for a first record, then fill up to the batch size for at most the flush interval.
@@ -234,7 +230,7 @@ class Writer:
 
     async def _commit(self, batch: list[bytes]) -> None:
         """Store the batch or, if stopping while PostgreSQL is away, give it back to the queue."""
-        records: list[Record] = []
+        records: list[Queued] = []
         kept: list[bytes] = []
         undecodable: list[tuple[bytes, str]] = []
         for data in batch:
@@ -244,38 +240,57 @@ class Writer:
             except msgspec.DecodeError as error:
                 undecodable.append((data, f"undecodable record: {error}"))
         if undecodable:
-            await self._queue.dead_letter(undecodable)
+            await self._dead_letter(undecodable)
+        started = time.perf_counter()
         while True:
             try:
-                rejected = await self._store(kept, records)
-                self._database_outage.recovered()
+                inserted, rejected = await self._store(kept, records)
+                self._database.recovered()
                 break
             except TRANSIENT_ERRORS as error:
                 await self._drop_connection()
-                delay = self._database_outage.failed(error)
+                self._database.failed(error)
                 if self._stop.is_set():
                     returned = await self._queue.give_back()
                     logger.warning("stopping while PostgreSQL is unavailable: returned %s events", returned)
                     return
-                await self._sleep(delay)
+                await self._sleep(backoff_delay(self._database.failures))
         if rejected:
-            logger.warning("dead-lettered %s records PostgreSQL rejected", len(rejected))
-            await self._queue.dead_letter(rejected)
-        self.stored += len(records) - len(rejected)
+            await self._dead_letter(rejected)
+        self._observe(records, inserted, rejected, time.perf_counter() - started)
 
-    async def _store(self, raw: Sequence[bytes], records: Sequence[Record]) -> list[tuple[bytes, str]]:
-        """Write all records; a batch that PostgreSQL rejects is bisected down to the records at fault."""
+    def _observe(self, records: Sequence[Queued], inserted: int, rejected: Sequence[object], seconds: float) -> None:
+        self.stored += inserted
+        self._metrics.events_stored.inc(inserted)
+        self._metrics.events_duplicate.inc(len(records) - len(rejected) - inserted)
+        self._metrics.batch_size.observe(len(records))
+        self._metrics.write_seconds.observe(seconds)
+        if records:
+            oldest_ms = min(record[5] for record in records)
+            self._metrics.lag_seconds.observe(max(0.0, (now_ms() - oldest_ms) / 1000))
+
+    async def _dead_letter(self, failures: list[tuple[bytes, str]]) -> None:
+        logger.warning("dead-lettered %s records: %s", len(failures), failures[0][1])
+        await self._queue.dead_letter(failures)
+        self._metrics.events_dead_lettered.inc(len(failures))
+
+    async def _store(self, raw: Sequence[bytes], records: Sequence[Queued]) -> tuple[int, list[tuple[bytes, str]]]:
+        """Write all records; a batch that PostgreSQL rejects is bisected down to the records at fault.
+
+        Returns how many were inserted, and the records rejected with their reasons.
+        """
         if not records:
-            return []
+            return 0, []
         connection = await self._connect()
         try:
-            await merge(connection, records)
-            return []
+            return await merge(connection, records), []
         except POISON_ERRORS as error:
             if len(records) == 1:
-                return [(raw[0], f"rejected by PostgreSQL: {describe_error(error)}")]
+                return 0, [(raw[0], f"rejected by PostgreSQL: {describe_error(error)}")]
         middle = len(records) // 2
-        return await self._store(raw[:middle], records[:middle]) + await self._store(raw[middle:], records[middle:])
+        first_inserted, first_rejected = await self._store(raw[:middle], records[:middle])
+        second_inserted, second_rejected = await self._store(raw[middle:], records[middle:])
+        return first_inserted + second_inserted, first_rejected + second_rejected
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
@@ -306,6 +321,7 @@ class Writer:
         while True:
             try:
                 await self._queue.heartbeat()
+                self._metrics.heartbeats.inc()
                 if time.monotonic() >= next_recovery:
                     await self._queue.recover_orphans()
                     next_recovery = time.monotonic() + self._settings.heartbeat_ttl_s

@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -24,10 +25,11 @@ from starlette.applications import Starlette
 
 from analytics.cli import Server
 from analytics.config import Settings
-from analytics.db import create_pool, migrate
+from analytics.db import create_pool, migrate, ping_database
 from analytics.embedded import embedded_postgres, embedded_valkey
-from analytics.http import create_app
-from analytics.queue import Pusher, QueueKeys, WriterQueue, connect_redis
+from analytics.http import Ingestion, Readiness, create_app
+from analytics.metrics import Metrics
+from analytics.queue import Pusher, QueueKeys, WriterQueue, connect_redis, ping, snapshot
 from analytics.writer import Writer, new_writer_id
 
 T = TypeVar("T")
@@ -126,11 +128,21 @@ def writer_queue(redis: aioredis.Redis, keys: QueueKeys, settings: Settings) -> 
 @pytest.fixture
 async def writer(settings: Settings, database_url: str, writer_queue: WriterQueue) -> AsyncIterator[Writer]:
     """A writer running in the test's event loop against the test's database and keys."""
-    running = Writer(settings, database_url, writer_queue)
+    running = Writer(settings, database_url, writer_queue, Metrics())
     task = asyncio.create_task(running.run())
     yield running
     running.stop()
     await asyncio.wait_for(task, 10)
+
+
+def api_app(
+    pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, max_body_bytes: int = Settings().max_body_bytes
+) -> Starlette:
+    """The api role's app, as `analytics serve --role api` wires it, around the given pusher and pool."""
+    redis, keys = pusher.client, pusher.keys
+    readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, ["redis"])
+    ingestion = Ingestion(pusher, pool, max_body_bytes, Settings().max_batch_events)
+    return create_app(metrics, readiness, partial(snapshot, redis, keys), ingestion)
 
 
 @contextlib.asynccontextmanager
@@ -165,7 +177,7 @@ def pusher(redis: aioredis.Redis, keys: QueueKeys, settings: Settings) -> Pusher
 @pytest.fixture
 async def api(pusher: Pusher, pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client speaking to the real app on a real uvicorn server (no writer: events stay queued)."""
-    app = create_app(pusher, pool, settings.max_body_bytes)
+    app = api_app(pusher, pool, Metrics())
     async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         yield client
 

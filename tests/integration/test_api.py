@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from analytics.config import Settings
-from analytics.http import create_app
+from analytics.metrics import Metrics
 from analytics.queue import Pusher, QueueKeys, connect_redis
-from tests.conftest import event, eventually, serving
+from tests.conftest import api_app, event, eventually, serving
 
 NO_DATA = {"status": "fail", "message": "No analytics data found for the specified criteria."}
 
@@ -184,7 +184,7 @@ async def test_wrong_method_is_json_405(api: httpx.AsyncClient, method: str, pat
 async def test_unexpected_fault_is_json_500_with_details_only_in_the_log(
     pusher: Pusher, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(pusher, pool, 1024)
+    app = api_app(pusher, pool, Metrics(), 1024)
 
     async def broken(request: Any) -> Any:
         raise RuntimeError("secret detail")
@@ -193,16 +193,21 @@ async def test_unexpected_fault_is_json_500_with_details_only_in_the_log(
     with caplog.at_level(logging.ERROR, logger="analytics.http"):
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await client.get("/api/broken")
+            traced = await client.get("/api/broken", headers={"X-Request-ID": "req-42"})
     assert response.status_code == 500
     assert response.json() == {"status": "error", "message": "Internal Server Error"}
     assert "secret detail" not in response.text
     assert "secret detail" in caplog.text
+    request_id = response.headers["x-request-id"]
+    logged = [entry for entry in caplog.records if entry.name == "analytics.http"]
+    assert [entry.request_id for entry in logged] == [request_id, "req-42"]  # type: ignore[attr-defined]
+    assert traced.headers["x-request-id"] == "req-42"
 
 
 async def test_redis_unreachable_is_503_never_202(pool: asyncpg.Pool, keys: QueueKeys) -> None:
     unreachable = connect_redis("redis://127.0.0.1:1/0")
     try:
-        app = create_app(Pusher(unreachable, keys, 1000), pool, 1024)
+        app = api_app(Pusher(unreachable, keys, 1000), pool, Metrics(), 1024)
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await post(client, event())
     finally:
@@ -213,7 +218,7 @@ async def test_redis_unreachable_is_503_never_202(pool: asyncpg.Pool, keys: Queu
 
 
 async def test_full_queue_is_503(pool: asyncpg.Pool, redis: aioredis.Redis, keys: QueueKeys) -> None:
-    app = create_app(Pusher(redis, keys, max_length=2), pool, 1024)
+    app = api_app(Pusher(redis, keys, max_length=2), pool, Metrics(), 1024)
     async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
         statuses = [(await post(client, event(user_id=str(n)))).status_code for n in range(4)]
         refused = await post(client, event())
@@ -228,7 +233,8 @@ async def test_stats_while_postgres_is_unreachable_is_503(pusher: Pusher) -> Non
 
     nowhere = await create_pool("postgresql://postgres@127.0.0.1:1/none", 1)
     try:
-        async with serving(create_app(pusher, nowhere, 1024)) as base_url, httpx.AsyncClient(base_url=base_url) as c:
+        app = api_app(pusher, nowhere, Metrics(), 1024)
+        async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as c:
             response = await stats_of(c, site_id="s")
     finally:
         await nowhere.close()
@@ -442,7 +448,7 @@ async def test_batch_body_limit_and_content_type_apply(api: httpx.AsyncClient) -
 async def test_batch_with_redis_unreachable_is_503(pool: asyncpg.Pool, keys: QueueKeys) -> None:
     unreachable = connect_redis("redis://127.0.0.1:1/0")
     try:
-        app = create_app(Pusher(unreachable, keys, 1000), pool, 1024 * 1024)
+        app = api_app(Pusher(unreachable, keys, 1000), pool, Metrics())
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await client.post("/api/ingestion/events", json=[event(), event(user_id="b")])
     finally:

@@ -14,13 +14,12 @@ from analytics.events import encode_record
 from analytics.queue import DeadLetters, QueueKeys, WriterQueue
 
 RECORD = ("site", "page_view", "/p", None, 1_762_975_801_000_000)
+QUEUED = encode_record(RECORD, accepted_ms=1_762_975_802_000)
 
 
 async def dead_letter_two(redis: aioredis.Redis, keys: QueueKeys) -> None:
     queue = WriterQueue(redis, keys, "w", 2)
-    await queue.dead_letter(
-        [(encode_record(RECORD), "rejected by PostgreSQL: DataError: x"), (b"\x01junk", "undecodable")]
-    )
+    await queue.dead_letter([(QUEUED, "rejected by PostgreSQL: DataError: x"), (b"\x01junk", "undecodable")])
 
 
 def run_cli(redis_url: str, keys: QueueKeys, tmp_path: Path, *args: str) -> str:
@@ -59,7 +58,7 @@ async def test_requeue_moves_records_back_to_the_queue(
 ) -> None:
     await dead_letter_two(redis, keys)
     assert run_cli(redis_url, keys, tmp_path, "requeue").strip() == "requeued 2 record(s)"
-    assert await redis.lrange(keys.queue, 0, -1) == [encode_record(RECORD), b"\x01junk"]
+    assert await redis.lrange(keys.queue, 0, -1) == [QUEUED, b"\x01junk"]
     assert await redis.llen(keys.dead) == 0
 
 

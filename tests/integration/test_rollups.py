@@ -10,7 +10,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.events import Record, epoch_microseconds
+from analytics.events import Queued, epoch_microseconds
 from analytics.stats import StatsQuery, site_stats
 from analytics.writer import merge, prepare
 
@@ -65,8 +65,8 @@ async def test_rollups_equal_answers_from_events(
     await prepare(db)
     deliveries = batches + [batches[index] for index in redelivered if index < len(batches)]
     for batch in deliveries:
-        records: list[Record] = [
-            (prefix + site, kind, path, user, epoch_microseconds(moment)) for site, kind, path, user, moment in batch
+        records: list[Queued] = [
+            (prefix + site, kind, path, user, epoch_microseconds(moment), 0) for site, kind, path, user, moment in batch
         ]
         await merge(db, records)
     for site, day in itertools.product(["a", "b"], [None, *DAYS]):

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from analytics.config import Settings
 from analytics.events import Record, encode_record
+from analytics.metrics import Metrics
 from analytics.queue import Pusher, QueueKeys, WriterQueue, decode_dead_letter
 from analytics.writer import Writer, new_writer_id
 from tests.conftest import eventually
@@ -83,7 +84,7 @@ async def test_full_batch_is_written_without_waiting_for_the_interval(
     database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
     settings = Settings(batch_size=50, flush_interval_ms=60_000, heartbeat_ttl_s=2)
-    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2))
+    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
     task = asyncio.create_task(writer.run())
     try:
         await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(50)])
@@ -97,7 +98,7 @@ async def test_partial_batch_is_written_after_the_interval(
     database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
     settings = Settings(batch_size=10_000, flush_interval_ms=200, heartbeat_ttl_s=2)
-    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2))
+    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
     task = asyncio.create_task(writer.run())
     try:
         await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(3)])
@@ -164,7 +165,7 @@ async def test_writer_stops_promptly_and_leaves_nothing_in_processing(
     settings: Settings, database_url: str, redis: aioredis.Redis, keys: QueueKeys
 ) -> None:
     queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
-    writer = Writer(settings, database_url, queue)
+    writer = Writer(settings, database_url, queue, Metrics())
     task = asyncio.create_task(writer.run())
     await asyncio.sleep(0.2)
     writer.stop()
@@ -181,7 +182,7 @@ async def test_records_left_in_its_processing_list_by_a_failed_claim_are_written
     stranded = encode_record(record(1, path="/stranded"))
     await redis.rpush(keys.processing("resumed"), stranded)
     await redis.rpush(keys.queue, encode_record(record(2, path="/next")))
-    writer = Writer(settings, database_url, queue)
+    writer = Writer(settings, database_url, queue, Metrics())
     task = asyncio.create_task(writer.run())
     try:
         await until_stored(db, 2)
