@@ -268,17 +268,40 @@ async def http_error(request: Request, error: Exception) -> Response:
     return JSONResponse(Fail(status="fail", message=message), status_code=error.status_code, headers=error.headers)
 
 
-async def internal_error(request: Request, error: Exception) -> Response:
+def _log_fault(method: str, path: str, client_request_id: str | None, error: Exception) -> str:
     """Details go to the log under a request id; the client gets the id, never the details."""
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    logger.error(
-        "unhandled error on %s %s",
-        request.method,
-        request.url.path,
-        exc_info=error,
-        extra={"request_id": request_id},
-    )
+    request_id = client_request_id or uuid.uuid4().hex
+    logger.error("unhandled error on %s %s", method, path, exc_info=error, extra={"request_id": request_id})
+    return request_id
+
+
+async def internal_error(request: Request, error: Exception) -> Response:
+    request_id = _log_fault(request.method, request.url.path, request.headers.get("x-request-id"), error)
     return JSONResponse(INTERNAL_ERROR, status_code=500, headers={"X-Request-ID": request_id})
+
+
+class App:
+    """The ASGI app: the hot ingestion POSTs go straight to their handlers, everything else through Starlette.
+
+    Starlette's middleware and router cost ~5.6 us of the ~9.6 us an ingest request spends in the app
+    (measured in-process); routing two fixed paths by dictionary lookup costs nearly nothing.
+    """
+
+    def __init__(self, starlette: Starlette, hot_posts: Mapping[str, Ingest]) -> None:
+        self.starlette = starlette
+        self._hot_posts = dict(hot_posts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._hot_posts.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None or scope["method"] != "POST":
+            await self.starlette(scope, receive, send)
+            return
+        try:
+            await handler(scope, receive, send)
+        except Exception as error:
+            client_id = _header(scope, b"x-request-id")
+            request_id = _log_fault("POST", scope["path"], client_id.decode("latin-1") if client_id else None, error)
+            await _send(send, 500, _encode(INTERNAL_ERROR), [(b"x-request-id", request_id.encode("latin-1"))])
 
 
 def create_app(
@@ -286,26 +309,29 @@ def create_app(
     readiness: Readiness,
     queue_snapshot: Callable[[], Awaitable[QueueSnapshot]],
     ingestion: Ingestion | None = None,
-) -> Starlette:
+) -> App:
     """Every role serves health, readiness and metrics; the api role adds ingestion and stats."""
     routes = [
         Route("/api/healthcheck", healthcheck, methods=["GET"]),
         Route("/api/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
+    hot_posts: dict[str, Ingest] = {}
     if ingestion is not None:
-        single = Ingest(ingestion.pusher, metrics, ingestion.max_body_bytes, _decode_one, _queued)
         decode_batch = functools.partial(decode_events, max_events=ingestion.max_batch_events)
-        batch = Ingest(ingestion.pusher, metrics, ingestion.max_body_bytes, decode_batch, _queued_count)
-        routes += [
-            Route("/api/ingestion/event", single, methods=["POST"]),
-            Route("/api/ingestion/events", batch, methods=["POST"]),
-            Route("/api/reporting/stats", stats, methods=["GET"]),
-        ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
-    app.state.metrics = metrics
-    app.state.readiness = readiness
-    app.state.queue_snapshot = queue_snapshot
-    app.state.ingestion = ingestion
-    app.state.database_state = StateLog(logger, "stats unavailable, answering 503", "stats available again")
-    return app
+        hot_posts = {
+            "/api/ingestion/event": Ingest(ingestion.pusher, metrics, ingestion.max_body_bytes, _decode_one, _queued),
+            "/api/ingestion/events": Ingest(
+                ingestion.pusher, metrics, ingestion.max_body_bytes, decode_batch, _queued_count
+            ),
+        }
+        # Also routed through Starlette, so other methods on these paths get the contract's JSON 405.
+        routes += [Route(path, handler, methods=["POST"]) for path, handler in hot_posts.items()]
+        routes.append(Route("/api/reporting/stats", stats, methods=["GET"]))
+    starlette = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
+    starlette.state.metrics = metrics
+    starlette.state.readiness = readiness
+    starlette.state.queue_snapshot = queue_snapshot
+    starlette.state.ingestion = ingestion
+    starlette.state.database_state = StateLog(logger, "stats unavailable, answering 503", "stats available again")
+    return App(starlette, hot_posts)

@@ -21,13 +21,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from analytics.cli import Server
 from analytics.config import Settings
 from analytics.db import create_pool, migrate, ping_database
 from analytics.embedded import embedded_postgres, embedded_valkey
-from analytics.http import Ingestion, Readiness, create_app
+from analytics.http import App, Ingestion, Readiness, create_app
 from analytics.metrics import Metrics
 from analytics.queue import Pusher, QueueKeys, WriterQueue, connect_redis, ping, snapshot
 from analytics.writer import Writer, new_writer_id
@@ -137,7 +137,7 @@ async def writer(settings: Settings, database_url: str, writer_queue: WriterQueu
 
 def api_app(
     pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, max_body_bytes: int = Settings().max_body_bytes
-) -> Starlette:
+) -> App:
     """The api role's app, as `analytics serve --role api` wires it, around the given pusher and pool."""
     redis, keys = pusher.client, pusher.keys
     readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, ["redis"])
@@ -146,7 +146,7 @@ def api_app(
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
     """Serve `app` with a real uvicorn on a free loopback port; yield its base URL."""
     server = Server(uvicorn.Config(app, host="127.0.0.1", port=0, http="httptools", lifespan="off", log_config=None))
     task = asyncio.create_task(server.serve())

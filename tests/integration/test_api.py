@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from analytics.config import Settings
+from analytics.http import App, Ingest
 from analytics.metrics import Metrics
 from analytics.queue import Pusher, QueueKeys, connect_redis
 from tests.conftest import api_app, event, eventually, serving
@@ -189,7 +190,7 @@ async def test_unexpected_fault_is_json_500_with_details_only_in_the_log(
     async def broken(request: Any) -> Any:
         raise RuntimeError("secret detail")
 
-    app.add_route("/api/broken", broken)
+    app.starlette.add_route("/api/broken", broken)
     with caplog.at_level(logging.ERROR, logger="analytics.http"):
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await client.get("/api/broken")
@@ -455,3 +456,29 @@ async def test_batch_with_redis_unreachable_is_503(pool: asyncpg.Pool, keys: Que
         await unreachable.aclose()
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+
+
+async def test_fault_on_the_fast_ingest_path_is_json_500_too(
+    pusher: Pusher, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(body: bytes) -> list[Any]:
+        raise RuntimeError("decoder bug")
+
+    app = api_app(pusher, pool, Metrics())
+    broken = App(app.starlette, {"/api/ingestion/event": Ingest(pusher, Metrics(), 1024, explode, lambda n: b"")})
+    with caplog.at_level(logging.ERROR, logger="analytics.http"):
+        async with serving(broken) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            response = await post(client, event())
+    assert response.status_code == 500
+    assert response.json() == {"status": "error", "message": "Internal Server Error"}
+    assert "decoder bug" in caplog.text
+    assert "decoder bug" not in response.text
+    assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("path", ["/api/ingestion/event", "/api/ingestion/events"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_other_methods_on_the_fast_paths_are_json_405(api: httpx.AsyncClient, path: str, method: str) -> None:
+    response = await api.request(method, path)
+    assert response.status_code == 405
+    assert response.json() == {"status": "fail", "message": "Method Not Allowed"}
