@@ -101,7 +101,7 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
     keys = QueueKeys(settings.redis_prefix)
     metrics = Metrics()
     tasks: dict[str, asyncio.Task[Any]] = {}
-    writer: Writer | None = None
+    writers: list[Writer] = []
     pusher: Pusher | None = None
     pool = await create_pool(database_url, settings.db_pool_size if settings.role.runs_api else 1)
     try:
@@ -126,9 +126,10 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         server = Server(config)
         tasks["http"] = asyncio.create_task(server.serve())
         if settings.role.runs_writer:
-            queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
-            writer = Writer(settings, database_url, queue, metrics)
-            tasks["writer"] = asyncio.create_task(writer.run())
+            for lane in range(settings.writer_concurrency):
+                queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
+                writers.append(Writer(settings, database_url, queue, metrics))
+                tasks[f"writer {lane}"] = asyncio.create_task(writers[-1].run())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -142,9 +143,11 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         await _settle(tasks["http"])
         if pusher is not None:
             await pusher.drain()
-        if writer is not None:
+        for writer in writers:
             writer.stop()
-            await _settle(tasks["writer"])
+        for name, task in tasks.items():
+            if name.startswith("writer"):
+                await _settle(task)
         return 1 if failed else 0
     finally:
         for signum, handler in previous_handlers.items():

@@ -44,6 +44,7 @@ class Settings:
     migrate: bool = True
     redis_prefix: str = "analytics"
     batch_size: int = 5000
+    writer_concurrency: int = 2
     flush_interval_ms: int = 100
     max_body_bytes: int = 1024 * 1024
     max_batch_events: int = 1000
@@ -153,6 +154,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
     _Var("ANALYTICS_MIGRATE", "migrate", _boolean, "apply migrations before `serve` starts"),
     _Var("ANALYTICS_REDIS_PREFIX", "redis_prefix", _redis_prefix, "Redis keys are {<prefix>}:queue and so on"),
     _Var("ANALYTICS_BATCH_SIZE", "batch_size", _integer(1, 100_000), "most events the writer commits at once"),
+    _Var(
+        "ANALYTICS_WRITER_CONCURRENCY",
+        "writer_concurrency",
+        _integer(1, 64),
+        "batches one writer process commits in parallel, each with its own connection and processing list",
+    ),
     _Var(
         "ANALYTICS_FLUSH_INTERVAL_MS",
         "flush_interval_ms",

@@ -48,6 +48,10 @@ CREATE TEMP TABLE IF NOT EXISTS inserted_events (
     path text COLLATE "C",
     user_id text COLLATE "C"
 ) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS new_daily_users (
+    site_id text COLLATE "C" NOT NULL,
+    user_md5 uuid NOT NULL
+) ON COMMIT DELETE ROWS;
 CREATE OR REPLACE TEMP VIEW new_page_views AS
 SELECT site_id, day, path, user_id FROM inserted_events WHERE event_type = 'page_view';
 """
@@ -85,7 +89,10 @@ WITH first_seen AS (
     WHERE user_id IS NOT NULL
     ORDER BY 1, 2, 3
     ON CONFLICT DO NOTHING
-    RETURNING site_id, day
+    RETURNING site_id, day, user_md5
+),
+remembered AS (
+    INSERT INTO new_daily_users (site_id, user_md5) SELECT site_id, user_md5 FROM first_seen
 ),
 views AS (SELECT site_id, day, count(*) AS views FROM new_page_views GROUP BY 1, 2),
 users AS (SELECT site_id, day, count(*) AS users FROM first_seen GROUP BY 1, 2)
@@ -105,10 +112,10 @@ ORDER BY 1, 2
 ON CONFLICT (site_id, path_md5) DO UPDATE SET views = rollup.views + excluded.views;
 
 WITH first_seen AS (
+    -- A user new to the site is new to that day too: only the users daily_users just saw first need checking.
     INSERT INTO site_users (site_id, user_md5)
-    SELECT DISTINCT site_id, md5(user_id)::uuid
-    FROM new_page_views
-    WHERE user_id IS NOT NULL
+    SELECT DISTINCT site_id, user_md5
+    FROM new_daily_users
     ORDER BY 1, 2
     ON CONFLICT DO NOTHING
     RETURNING site_id
@@ -169,9 +176,14 @@ class Writer:
         self._metrics = metrics
         self._connection: asyncpg.Connection | None = None
         self._stop = asyncio.Event()
-        self._redis = StateLog(logger, "redis unavailable, writer retrying with backoff", "redis available again")
+        name = f"writer {queue.writer_id}"
+        self._redis = StateLog(
+            logger, f"{name}: redis unavailable, retrying with backoff", f"{name}: redis available again"
+        )
         self._database = StateLog(
-            logger, "postgresql unavailable, writer keeps its batch and retries", "postgresql available again"
+            logger,
+            f"{name}: postgresql unavailable, keeping its batch and retrying",
+            f"{name}: postgresql available again",
         )
         self.stored = 0
 

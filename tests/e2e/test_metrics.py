@@ -24,7 +24,10 @@ def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def test_metrics_count_exactly_what_happened(tmp_path: Path, database_url: str, redis_url: str) -> None:
     environment = base_environment(
-        DATABASE_URL=database_url, REDIS_URL=redis_url, ANALYTICS_REDIS_PREFIX=f"metrics-{tmp_path.name}"
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        ANALYTICS_REDIS_PREFIX=f"metrics-{tmp_path.name}",
+        ANALYTICS_WRITER_CONCURRENCY="2",
     )
     with serve(tmp_path, environment) as (base_url, process):
         wait_healthy(base_url, process, 30)
@@ -55,7 +58,7 @@ def test_metrics_count_exactly_what_happened(tmp_path: Path, database_url: str, 
     assert metrics[("analytics_events_dead_lettered_total", ())] == 0
     assert metrics[("analytics_queue_depth", ())] == 0
     assert metrics[("analytics_dead_letters", ())] == 0
-    assert metrics[("analytics_writers_alive", ())] == 1
+    assert metrics[("analytics_writers_alive", ())] == 2, "two concurrent writers in the one process"
     assert metrics[("analytics_writer_batch_size_sum", ())] == 14
     batches = metrics[("analytics_writer_batch_size_count", ())]
     assert batches >= 1

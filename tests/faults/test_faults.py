@@ -90,7 +90,9 @@ async def test_postgres_down_for_ten_seconds_ingestion_goes_on_and_nothing_is_lo
     assert stored == load.accepted, f"stored {len(stored)} != accepted {len(load.accepted)}"
     assert await stack.queue_state(fault_redis) == (0, 0, 0)
     log = writer.log()
-    assert (log.count("postgresql unavailable"), log.count("postgresql available again")) == (1, 1), log
+    writers = log.count(" started")
+    assert writers == 2, "ANALYTICS_WRITER_CONCURRENCY defaults to 2"
+    assert (log.count("postgresql unavailable"), log.count("postgresql available again")) == (writers, writers), log
 
 
 async def test_redis_down_means_503_never_202_and_202_again_when_it_returns(
@@ -130,7 +132,10 @@ async def test_redis_down_means_503_never_202_and_202_again_when_it_returns(
     )
     api_log, writer_log = api.log(), writer.log()
     assert (api_log.count("redis unavailable"), api_log.count("redis available again")) == (1, 1), api_log
-    assert (writer_log.count("redis unavailable"), writer_log.count("redis available again")) == (1, 1), writer_log
+    writers = writer_log.count(" started")
+    assert (writer_log.count("redis unavailable"), writer_log.count("redis available again")) == (writers, writers), (
+        writer_log
+    )
 
 
 async def test_three_writers_on_fifty_thousand_events_with_ten_percent_duplicates(
