@@ -245,7 +245,7 @@ class RoleProcess:
         return self._process.returncode
 
     def log(self) -> str:
-        return self._log_path.read_text(errors="replace")[-4000:]
+        return self._log_path.read_text(errors="replace")
 
 
 @dataclass(frozen=True)
