@@ -62,12 +62,14 @@ SELECT site_id, day, path, user_id FROM inserted_events WHERE event_type = 'page
 # microseconds because interval * bigint goes through float8 (inexact past 2^53 µs).
 MERGE_SQL: Final = """
 WITH inserted AS (
-    INSERT INTO events (site_id, event_type, path, user_id, "timestamp")
-    SELECT site_id, event_type, path, user_id,
+    INSERT INTO events (event_key, site_id, event_type, path, user_id, "timestamp")
+    SELECT key, site_id, event_type, path, user_id,
            to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond'
-    FROM staging_events
-    ORDER BY site_id, event_type, md5(user_id), md5(path), ts_us
-    ON CONFLICT DO NOTHING
+    FROM (
+        SELECT event_key(site_id, event_type, user_id, path, ts_us) AS key, * FROM staging_events
+    ) AS keyed
+    ORDER BY key
+    ON CONFLICT (event_key) DO NOTHING
     RETURNING site_id, event_type, path, user_id, "timestamp"
 )
 INSERT INTO inserted_events (site_id, event_type, day, path, user_id)
