@@ -19,10 +19,10 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import msgspec
-import uvicorn
 import uvloop
 
 from analytics import logs
+from analytics.access import AccessRules
 from analytics.config import ConfigError, Role, Settings, describe, load_settings
 from analytics.db import create_pool, migrate, ping_database
 from analytics.embedded import embedded_postgres, embedded_valkey
@@ -30,19 +30,12 @@ from analytics.events import EPOCH, decode_record
 from analytics.http import Ingestion, Readiness, create_app
 from analytics.metrics import Metrics
 from analytics.queue import DeadLetter, DeadLetters, Pusher, QueueKeys, WriterQueue, connect_redis, ping, snapshot
+from analytics.server import Server, server_config
 from analytics.writer import Writer, new_writer_id
 
 logger = logging.getLogger("analytics")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Server(uvicorn.Server):
-    """uvicorn without its own signal handling: `serve` owns SIGINT/SIGTERM for every role in the process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,22 +101,16 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         ingestion = None
         if settings.role.runs_api:
             pusher = Pusher(redis, keys, settings.queue_max_length)
-            ingestion = Ingestion(pusher, pool, settings.max_body_bytes, settings.max_batch_events)
+            rules = AccessRules.from_settings(settings)
+            rules.warn_if_open()
+            ingestion = Ingestion(pusher, pool, settings.max_body_bytes, settings.max_batch_events, rules)
         # Ingestion needs only Redis; a writer needs PostgreSQL too.
         required = ("redis", "postgresql") if settings.role.runs_writer else ("redis",)
         readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, required)
         app = create_app(metrics, readiness, partial(snapshot, redis, keys), ingestion)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            http="httptools",
-            lifespan="off",
-            access_log=False,
-            log_config=None,
-            timeout_graceful_shutdown=10,
+        server = Server(
+            server_config(app, settings.host, settings.port, settings.header_timeout_s, settings.body_timeout_s)
         )
-        server = Server(config)
         tasks["http"] = asyncio.create_task(server.serve())
         if settings.role.runs_writer:
             for lane in range(settings.writer_concurrency):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -53,6 +54,17 @@ class Settings:
     db_pool_size: int = 10
     log_level: str = "info"
     log_format: str = "logfmt"
+    cors_origins: tuple[str, ...] = ("*",)
+    stats_cors_origins: tuple[str, ...] = ()
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    sites: tuple[str, ...] = ()
+    rate_limit_ip: float = 0.0
+    rate_limit_ip_burst: int = 100
+    rate_limit_site: float = 0.0
+    rate_limit_site_burst: int = 10_000
+    trusted_proxy_header: str | None = None
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     @property
     def flush_interval_s(self) -> float:
@@ -80,6 +92,39 @@ def _integer(minimum: int, maximum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _number(minimum: float, maximum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise ValueError(f"expected a number from {minimum:g} to {maximum:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+def _list(text: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks dropped, so an empty value is the empty list."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = _list(text)
+    for origin in origins:
+        if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.endswith("/")):
+            raise ValueError(f"expected * or origins such as https://example.com, got {origin!r}")
+    return origins
+
+
+def _header_name(text: str) -> str | None:
+    name = text.strip().lower()
+    if name and not re.fullmatch(r"[a-z0-9-]+", name):
+        raise ValueError(f"expected an HTTP header name such as X-Forwarded-For, got {text!r}")
+    return name or None
 
 
 def _boolean(text: str) -> bool:
@@ -188,6 +233,62 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
     _Var("ANALYTICS_DB_POOL_SIZE", "db_pool_size", _integer(1, 1000), "PostgreSQL connections for stats per process"),
     _Var("LOG_LEVEL", "log_level", _choice(LOG_LEVELS, str), "debug, info, warning or error"),
     _Var("LOG_FORMAT", "log_format", _choice(LOG_FORMATS, str), "logfmt (key=value lines) or json (JSON lines)"),
+    _Var(
+        "ANALYTICS_CORS_ORIGINS",
+        "cors_origins",
+        _origins,
+        "origins browsers may send events from: * for any, a comma-separated list, or empty for none",
+    ),
+    _Var(
+        "ANALYTICS_STATS_CORS_ORIGINS",
+        "stats_cors_origins",
+        _origins,
+        "origins browsers may read stats from: * for any, a comma-separated list, or empty for none",
+    ),
+    _Var(
+        "ANALYTICS_API_TOKENS",
+        "api_tokens",
+        _list,
+        "comma-separated bearer tokens, one required by the stats API; empty leaves stats open",
+    ),
+    _Var("ANALYTICS_SITES", "sites", _list, "comma-separated site ids ingestion accepts; empty accepts any"),
+    _Var(
+        "ANALYTICS_RATE_LIMIT_IP",
+        "rate_limit_ip",
+        _number(0, 1e9),
+        "ingestion requests per second per client IP, per api process; 0 turns it off",
+    ),
+    _Var("ANALYTICS_RATE_LIMIT_IP_BURST", "rate_limit_ip_burst", _integer(1, 1 << 30), "requests a client may burst"),
+    _Var(
+        "ANALYTICS_RATE_LIMIT_SITE",
+        "rate_limit_site",
+        _number(0, 1e9),
+        "events per second per site_id, per api process; 0 turns it off",
+    ),
+    _Var(
+        "ANALYTICS_RATE_LIMIT_SITE_BURST",
+        "rate_limit_site_burst",
+        _integer(1, 1 << 30),
+        "events a site may burst (at least ANALYTICS_MAX_BATCH_EVENTS, or big batches never pass)",
+    ),
+    _Var(
+        "ANALYTICS_TRUSTED_PROXY_HEADER",
+        "trusted_proxy_header",
+        _header_name,
+        "header your proxy sets to the client IP (X-Forwarded-For: its last entry); empty trusts no header",
+    ),
+    _Var(
+        "ANALYTICS_HEADER_TIMEOUT_S",
+        "header_timeout_s",
+        _number(0.1, 3600),
+        "longest a client may take to send a request's headers",
+    ),
+    _Var(
+        "ANALYTICS_BODY_TIMEOUT_S",
+        "body_timeout_s",
+        _number(0.1, 3600),
+        "longest a client may take to send a request's body",
+    ),
 )
 
 DEFAULTS: Final = Settings()

@@ -23,19 +23,26 @@ Record = tuple[str, str, str | None, str | None, int]
 Queued = tuple[str, str, str | None, str | None, int, int]
 
 
+TIMESTAMP_SCHEMA: Final = {"format": "date-time", "description": "ISO 8601; without an offset, UTC"}
+# PostgreSQL text cannot hold NUL: such strings are refused (checked in code; the pattern documents it in OpenAPI).
+NO_NUL: Final = {"pattern": "^[^\\u0000]*$"}
+
+
 class FieldError(msgspec.Struct, frozen=True):
     path: str
     message: str
 
 
+# The fast path: msgspec checks types and lengths in C; anything it rejects is re-read by `_problems`. The docstring
+# and the schema extras are what the OpenAPI document shows.
 class EventIn(msgspec.Struct, frozen=True):
-    """The fast path: msgspec checks types and lengths in C; anything it rejects is re-read by `_problems`."""
+    """One analytics event. Unknown fields are ignored."""
 
-    site_id: Annotated[str, msgspec.Meta(min_length=1, max_length=SITE_ID_MAX)]
-    event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=EVENT_TYPE_MAX)]
-    timestamp: datetime
-    path: Annotated[str, msgspec.Meta(max_length=PATH_MAX)] | None = None
-    user_id: Annotated[str, msgspec.Meta(max_length=USER_ID_MAX)] | None = None
+    site_id: Annotated[str, msgspec.Meta(min_length=1, max_length=SITE_ID_MAX, extra_json_schema=NO_NUL)]
+    event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=EVENT_TYPE_MAX, extra_json_schema=NO_NUL)]
+    timestamp: Annotated[datetime, msgspec.Meta(extra_json_schema=TIMESTAMP_SCHEMA)]
+    path: Annotated[str, msgspec.Meta(max_length=PATH_MAX, extra_json_schema=NO_NUL)] | None = None
+    user_id: Annotated[str, msgspec.Meta(max_length=USER_ID_MAX, extra_json_schema=NO_NUL)] | None = None
 
 
 class InvalidInput(Exception):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
+import math
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Final
 
 import asyncpg
@@ -19,35 +23,32 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from analytics.access import AccessRules, CorsPolicy, Headers, Verdict, client_address
 from analytics.db import TRANSIENT_ERRORS
 from analytics.events import FieldError, InvalidInput, Record, decode_event, decode_events, encode_record, now_ms
 from analytics.logs import StateLog
 from analytics.metrics import Metrics
+from analytics.openapi import openapi_document
 from analytics.queue import Pusher, QueueFull, QueueSnapshot, QueueUnavailable
+from analytics.responses import Fail, Healthy, InternalError, Invalid, Queued, ReadyState, StatsFound
 from analytics.stats import parse_stats_query, site_stats
 
 logger = logging.getLogger(__name__)
 
 JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 RETRY_AFTER: Final = (b"retry-after", b"1")
-HEALTHY: Final = {"message": "API is running, healthy, and ready!"}
+HEALTHY: Final = Healthy("API is running, healthy, and ready!")
 NO_DATA: Final = "No analytics data found for the specified criteria."
-INTERNAL_ERROR: Final = {"status": "error", "message": "Internal Server Error"}
+INTERNAL_ERROR: Final = InternalError()
 READINESS_TIMEOUT_S: Final = 1.0
 PROMETHEUS_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
+JAVASCRIPT: Final = "application/javascript; charset=utf-8"
+TRACKER_CACHE: Final = {"Cache-Control": "public, max-age=3600"}
+GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
+ORIGIN_REFUSED: Final = Fail(status="fail", message="origin not allowed")
 
 _encode = msgspec.json.Encoder().encode
-_QUEUED: Final = _encode({"status": "queued"})
-
-
-class Fail(msgspec.Struct, frozen=True):
-    status: str
-    message: str
-
-
-class Invalid(msgspec.Struct, frozen=True, kw_only=True):
-    status: str = "fail"
-    errors: list[FieldError]
+_QUEUED: Final = _encode(Queued())
 
 
 class JSONResponse(Response):
@@ -59,6 +60,14 @@ class JSONResponse(Response):
 
 class BodyTooLarge(Exception):
     pass
+
+
+class BadGzip(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    """The client hung up (or was cut off by a read timeout) before its body arrived: there is no one to answer."""
 
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -87,21 +96,22 @@ class Readiness:
 
 @dataclass(frozen=True, slots=True)
 class Ingestion:
-    """What the api role adds to the app: ingestion and stats."""
+    """What the api role adds to the app: ingestion and stats, and who may use them."""
 
     pusher: Pusher
     pool: asyncpg.Pool
     max_body_bytes: int
     max_batch_events: int
+    rules: AccessRules = field(default_factory=AccessRules)
 
 
 def _is_json(content_type: bytes | None) -> bool:
-    """JSON, `+json` types and a missing header are read as JSON; any other declared type is refused (415)."""
+    """JSON, `+json` types, text/plain (sendBeacon's type) and a missing header are read as JSON; others get 415."""
     if content_type is None:
         return True
     media_type = content_type.split(b";", 1)[0].strip().lower()
     is_json_suffix = media_type.startswith(b"application/") and media_type.endswith(b"+json")
-    return media_type == b"application/json" or is_json_suffix
+    return media_type in (b"application/json", b"text/plain") or is_json_suffix
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -111,9 +121,9 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def _read_body(headers: Mapping[bytes, bytes], receive: Receive, limit: int) -> bytes:
     """Read at most `limit` bytes; refuse early on a declared Content-Length, and stop reading past the limit."""
-    declared = _header(scope, b"content-length")
+    declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
@@ -121,7 +131,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -132,10 +142,28 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _send(send: Send, status: int, body: bytes, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Inflate at most `limit` + 1 bytes: a gzip bomb costs the limit, never its expansion."""
+    inflater = zlib.decompressobj(GZIP_WBITS)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise BadGzip from None
+    if len(inflated) > limit:
+        raise BodyTooLarge
+    if not inflater.eof or inflater.unused_data:
+        raise BadGzip
+    return inflated
+
+
+async def _send(send: Send, status: int, body: bytes, extra_headers: Headers = ()) -> None:
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra_headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _retry_after(wait_s: float) -> tuple[bytes, bytes]:
+    return (b"retry-after", str(max(1, math.ceil(wait_s))).encode())
 
 
 def _queued(count: int) -> bytes:
@@ -150,10 +178,19 @@ def _decode_one(body: bytes) -> list[Record]:
     return [decode_event(body)]
 
 
+Answer = tuple[int, bytes, Headers]
+
+
+def _first_few(names: Sequence[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 class Ingest:
     """An ingestion endpoint as a bare ASGI app: the hot path builds no Request or Response objects.
 
     `decode` turns a body into records (or raises `InvalidInput`); `accepted` renders the 202 body for n records.
+    Checks run cheapest first: origin and client rate limit before the body is read, site checks after decoding.
     """
 
     def __init__(
@@ -161,6 +198,7 @@ class Ingest:
         pusher: Pusher,
         metrics: Metrics,
         max_body_bytes: int,
+        rules: AccessRules,
         decode: Callable[[bytes], list[Record]],
         accepted: Callable[[int], bytes],
     ) -> None:
@@ -168,45 +206,96 @@ class Ingest:
         self._decode = decode
         self._accepted = accepted
         self._max_body_bytes = max_body_bytes
+        self._cors = rules.ingest_cors
+        self._sites = rules.sites
+        self._per_client = rules.per_client
+        self._per_site = rules.per_site
+        self._trusted_proxy_header = rules.trusted_proxy_header
         self._events_accepted = metrics.events_accepted
         self._rejected = metrics.rejected
         self._unavailable = metrics.unavailable.labels("redis")
+        self._origin_refused = _encode(ORIGIN_REFUSED)
         self._too_large = _encode(Fail(status="fail", message=f"request body exceeds {max_body_bytes} bytes"))
-        self._unsupported = _encode(Fail(status="fail", message="Content-Type must be application/json"))
+        self._unsupported = _encode(Fail(status="fail", message="Content-Type must be application/json or text/plain"))
+        self._unsupported_encoding = _encode(Fail(status="fail", message="Content-Encoding must be gzip or identity"))
+        self._bad_gzip = _encode(Invalid(errors=[FieldError("body", "body is not valid gzip")]))
+        self._client_limited = _encode(Fail(status="fail", message="too many requests from this client"))
         self._full = _encode(Fail(status="error", message="queue is full, retry later"))
         self._down = _encode(Fail(status="error", message="queue unavailable"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _is_json(_header(scope, b"content-type")):
-            self._rejected["unsupported_media_type"].inc()
-            await _send(send, 415, self._unsupported)
+        headers = dict(scope["headers"])
+        cors = self._cors.response_headers(headers.get(b"origin"))
+        if cors is None:
+            self._rejected["forbidden"].inc()
+            await _send(send, 403, self._origin_refused)
             return
         try:
-            body = await _read_body(scope, receive, self._max_body_bytes)
+            status, body, extra = await self._answer(scope, receive, headers)
+        except ClientGone:
+            return
+        await _send(send, status, body, [*extra, *cors] if cors else extra)
+
+    async def _answer(self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]) -> Answer:
+        if self._per_client is not None:
+            wait_s = self._per_client.take(client_address(scope, headers, self._trusted_proxy_header))
+            if wait_s:
+                self._rejected["rate_limited"].inc()
+                return 429, self._client_limited, [_retry_after(wait_s)]
+        if not _is_json(headers.get(b"content-type")):
+            self._rejected["unsupported_media_type"].inc()
+            return 415, self._unsupported, ()
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding not in (b"identity", b"gzip"):
+            self._rejected["unsupported_media_type"].inc()
+            return 415, self._unsupported_encoding, ()
+        try:
+            body = await _read_body(headers, receive, self._max_body_bytes)
+            if encoding == b"gzip":
+                body = _gunzip(body, self._max_body_bytes)
+            records = self._decode(body)
         except BodyTooLarge:
             self._rejected["too_large"].inc()
-            await _send(send, 413, self._too_large)
-            return
-        try:
-            records = self._decode(body)
+            return 413, self._too_large, ()
+        except BadGzip:
+            self._rejected["invalid"].inc()
+            return 400, self._bad_gzip, ()
         except InvalidInput as invalid:
             self._rejected["invalid"].inc()
-            await _send(send, 400, _encode(Invalid(errors=invalid.errors)))
-            return
+            return 400, _encode(Invalid(errors=invalid.errors)), ()
+        if self._sites is not None or self._per_site is not None:
+            refusal = self._check_sites(records)
+            if refusal is not None:
+                return refusal
         accepted_ms = now_ms()
         try:
             await self._pusher.push([encode_record(record, accepted_ms) for record in records])
         except QueueFull:
             self._rejected["queue_full"].inc()
-            await _send(send, 503, self._full, [RETRY_AFTER])
-            return
+            return 503, self._full, [RETRY_AFTER]
         except QueueUnavailable:
             self._rejected["queue_unavailable"].inc()
             self._unavailable.inc()
-            await _send(send, 503, self._down, [RETRY_AFTER])
-            return
+            return 503, self._down, [RETRY_AFTER]
         self._events_accepted.inc(len(records))
-        await _send(send, 202, self._accepted(len(records)))
+        return 202, self._accepted(len(records)), ()
+
+    def _check_sites(self, records: list[Record]) -> Answer | None:
+        """The allow-list, then the per-site budget; a batch passes whole or not at all."""
+        events_per_site = collections.Counter(record[0] for record in records)
+        if self._sites is not None:
+            unknown = sorted(site for site in events_per_site if site not in self._sites)
+            if unknown:
+                self._rejected["forbidden"].inc()
+                message = f"site_id not accepted here: {_first_few(unknown)}"
+                return 403, _encode(Fail(status="fail", message=message)), ()
+        if self._per_site is not None:
+            wait_s = self._per_site.take_all(events_per_site)
+            if wait_s:
+                self._rejected["rate_limited"].inc()
+                message = f"too many events for site_id {_first_few(sorted(events_per_site))}"
+                return 429, _encode(Fail(status="fail", message=message)), [_retry_after(wait_s)]
+        return None
 
 
 async def healthcheck(request: Request) -> Response:
@@ -216,10 +305,10 @@ async def healthcheck(request: Request) -> Response:
 async def ready(request: Request) -> Response:
     is_ready, checks = await request.app.state.readiness()
     if is_ready:
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse(ReadyState(status="ready", checks=checks))
     down = ", ".join(name for name, state in checks.items() if state == "down")
     return JSONResponse(
-        {"status": "error", "message": f"not ready: {down} unavailable", "checks": checks},
+        ReadyState(status="error", message=f"not ready: {down} unavailable", checks=checks),
         status_code=503,
         headers={"Retry-After": "1"},
     )
@@ -243,6 +332,27 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
+    """The stats answer, with the CORS headers of the stats policy; an origin it does not allow gets 403."""
+    rules: AccessRules = request.app.state.ingestion.rules
+    origin = request.headers.get("origin")
+    cors = rules.stats_cors.response_headers(None if origin is None else origin.encode("latin-1"))
+    if cors is None:
+        return JSONResponse(ORIGIN_REFUSED, status_code=403)
+    response = await _authorized_stats(request, rules)
+    response.raw_headers.extend(cors)
+    return response
+
+
+async def _authorized_stats(request: Request, rules: AccessRules) -> Response:
+    verdict = rules.tokens.check(request.headers.get("authorization"))
+    if verdict is Verdict.MISSING:
+        return JSONResponse(
+            Fail(status="fail", message="Authorization: Bearer <token> required"),
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if verdict is Verdict.WRONG:
+        return JSONResponse(Fail(status="fail", message="token not accepted"), status_code=403)
     try:
         query = parse_stats_query(request.query_params.get("site_id"), request.query_params.get("date"))
     except InvalidInput as invalid:
@@ -259,7 +369,15 @@ async def stats(request: Request) -> Response:
     state.database_state.recovered()
     if result is None:
         return JSONResponse(Fail(status="fail", message=NO_DATA), status_code=404)
-    return JSONResponse({"status": "success", "data": result})
+    return JSONResponse(StatsFound(data=result))
+
+
+async def openapi(request: Request) -> Response:
+    return Response(request.app.state.openapi, media_type="application/json")
+
+
+async def tracker(request: Request) -> Response:
+    return Response(request.app.state.tracker, media_type=JAVASCRIPT, headers=TRACKER_CACHE)
 
 
 async def http_error(request: Request, error: Exception) -> Response:
@@ -280,22 +398,47 @@ async def internal_error(request: Request, error: Exception) -> Response:
     return JSONResponse(INTERNAL_ERROR, status_code=500, headers={"X-Request-ID": request_id})
 
 
+async def _preflight(send: Send, policy: CorsPolicy, origin: bytes) -> None:
+    """Answered before Starlette: a browser may send one before every event it cannot send as a simple request."""
+    headers = policy.preflight_headers(origin)
+    if headers is None:
+        await _send(send, 403, _encode(ORIGIN_REFUSED))
+        return
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
 class App:
-    """The ASGI app: the hot ingestion POSTs go straight to their handlers, everything else through Starlette.
+    """The ASGI app: the hot ingestion POSTs (and CORS preflights) skip Starlette; everything else goes through it.
 
     Starlette's middleware and router cost ~5.6 us of the ~9.6 us an ingest request spends in the app
     (measured in-process); routing two fixed paths by dictionary lookup costs nearly nothing.
     """
 
-    def __init__(self, starlette: Starlette, hot_posts: Mapping[str, Ingest]) -> None:
+    def __init__(
+        self, starlette: Starlette, hot_posts: Mapping[str, Ingest], preflights: Mapping[str, CorsPolicy]
+    ) -> None:
         self.starlette = starlette
         self._hot_posts = dict(hot_posts)
+        self._preflights = dict(preflights)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._hot_posts.get(scope["path"]) if scope["type"] == "http" else None
-        if handler is None or scope["method"] != "POST":
-            await self.starlette(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if scope["method"] == "POST":
+                handler = self._hot_posts.get(scope["path"])
+                if handler is not None:
+                    await self._guarded(handler, scope, receive, send)
+                    return
+            elif scope["method"] == "OPTIONS":
+                policy = self._preflights.get(scope["path"])
+                origin = _header(scope, b"origin")
+                if policy is not None and origin is not None:
+                    await _preflight(send, policy, origin)
+                    return
+        await self.starlette(scope, receive, send)
+
+    @staticmethod
+    async def _guarded(handler: Ingest, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await handler(scope, receive, send)
         except Exception as error:
@@ -310,28 +453,42 @@ def create_app(
     queue_snapshot: Callable[[], Awaitable[QueueSnapshot]],
     ingestion: Ingestion | None = None,
 ) -> App:
-    """Every role serves health, readiness and metrics; the api role adds ingestion and stats."""
+    """Every role serves health, readiness and metrics; the api role adds ingestion, stats, OpenAPI and the tracker."""
     routes = [
         Route("/api/healthcheck", healthcheck, methods=["GET"]),
         Route("/api/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     hot_posts: dict[str, Ingest] = {}
+    preflights: dict[str, CorsPolicy] = {}
     if ingestion is not None:
+        rules = ingestion.rules
         decode_batch = functools.partial(decode_events, max_events=ingestion.max_batch_events)
         hot_posts = {
-            "/api/ingestion/event": Ingest(ingestion.pusher, metrics, ingestion.max_body_bytes, _decode_one, _queued),
+            "/api/ingestion/event": Ingest(
+                ingestion.pusher, metrics, ingestion.max_body_bytes, rules, _decode_one, _queued
+            ),
             "/api/ingestion/events": Ingest(
-                ingestion.pusher, metrics, ingestion.max_body_bytes, decode_batch, _queued_count
+                ingestion.pusher, metrics, ingestion.max_body_bytes, rules, decode_batch, _queued_count
             ),
         }
+        preflights = dict.fromkeys(hot_posts, rules.ingest_cors)
+        preflights["/api/reporting/stats"] = rules.stats_cors
         # Also routed through Starlette, so other methods on these paths get the contract's JSON 405.
         routes += [Route(path, handler, methods=["POST"]) for path, handler in hot_posts.items()]
-        routes.append(Route("/api/reporting/stats", stats, methods=["GET"]))
+        routes += [
+            Route("/api/reporting/stats", stats, methods=["GET"]),
+            Route("/api/openapi.json", openapi, methods=["GET"]),
+            Route("/tracker.js", tracker, methods=["GET"]),
+        ]
     starlette = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
     starlette.state.metrics = metrics
     starlette.state.readiness = readiness
     starlette.state.queue_snapshot = queue_snapshot
     starlette.state.ingestion = ingestion
     starlette.state.database_state = StateLog(logger, "stats unavailable, answering 503", "stats available again")
-    return App(starlette, hot_posts)
+    if ingestion is not None:
+        document = openapi_document(ingestion.max_batch_events, ingestion.rules.tokens.required)
+        starlette.state.openapi = _encode(document)
+        starlette.state.tracker = resources.files("analytics").joinpath("tracker.js").read_bytes()
+    return App(starlette, hot_posts, preflights)

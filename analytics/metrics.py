@@ -6,7 +6,15 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-REJECTION_REASONS: Final = ("invalid", "too_large", "unsupported_media_type", "queue_full", "queue_unavailable")
+REJECTION_REASONS: Final = (
+    "invalid",
+    "too_large",
+    "unsupported_media_type",
+    "forbidden",
+    "rate_limited",
+    "queue_full",
+    "queue_unavailable",
+)
 BATCH_BUCKETS: Final = (1, 10, 50, 100, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)

@@ -20,16 +20,16 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 from starlette.types import ASGIApp
 
-from analytics.cli import Server
+from analytics.access import AccessRules
 from analytics.config import Settings
 from analytics.db import create_pool, migrate, ping_database
 from analytics.embedded import embedded_postgres, embedded_valkey
 from analytics.http import App, Ingestion, Readiness, create_app
 from analytics.metrics import Metrics
 from analytics.queue import Pusher, QueueKeys, WriterQueue, connect_redis, ping, snapshot
+from analytics.server import Server, server_config
 from analytics.writer import Writer, new_writer_id
 
 T = TypeVar("T")
@@ -135,20 +135,21 @@ async def writer(settings: Settings, database_url: str, writer_queue: WriterQueu
     await asyncio.wait_for(task, 10)
 
 
-def api_app(
-    pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, max_body_bytes: int = Settings().max_body_bytes
-) -> App:
+def api_app(pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, settings: Settings | None = None) -> App:
     """The api role's app, as `analytics serve --role api` wires it, around the given pusher and pool."""
+    settings = settings or Settings()
     redis, keys = pusher.client, pusher.keys
     readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, ["redis"])
-    ingestion = Ingestion(pusher, pool, max_body_bytes, Settings().max_batch_events)
+    rules = AccessRules.from_settings(settings)
+    ingestion = Ingestion(pusher, pool, settings.max_body_bytes, settings.max_batch_events, rules)
     return create_app(metrics, readiness, partial(snapshot, redis, keys), ingestion)
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` with a real uvicorn on a free loopback port; yield its base URL."""
-    server = Server(uvicorn.Config(app, host="127.0.0.1", port=0, http="httptools", lifespan="off", log_config=None))
+async def serving(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
+    """Serve `app` with a real uvicorn on a free loopback port, configured as `serve` does; yield its base URL."""
+    settings = settings or Settings()
+    server = Server(server_config(app, "127.0.0.1", 0, settings.header_timeout_s, settings.body_timeout_s))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

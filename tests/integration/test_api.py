@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from analytics.access import AccessRules
 from analytics.config import Settings
 from analytics.http import App, Ingest
 from analytics.metrics import Metrics
@@ -149,10 +150,13 @@ async def test_streamed_body_over_the_limit_is_413_without_content_length(api: h
 async def test_non_json_content_type_is_415(api: httpx.AsyncClient, content_type: str) -> None:
     response = await api.post("/api/ingestion/event", content=b"{}", headers={"content-type": content_type})
     assert response.status_code == 415
-    assert response.json() == {"status": "fail", "message": "Content-Type must be application/json"}
+    assert response.json() == {"status": "fail", "message": "Content-Type must be application/json or text/plain"}
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.api+json"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "application/vnd.api+json", "text/plain;charset=UTF-8", "TEXT/PLAIN"],
+)
 async def test_json_media_types_are_accepted(api: httpx.AsyncClient, content_type: str) -> None:
     content = httpx.Request("POST", "/", json=event()).content
     response = await api.post("/api/ingestion/event", content=content, headers={"content-type": content_type})
@@ -185,7 +189,7 @@ async def test_wrong_method_is_json_405(api: httpx.AsyncClient, method: str, pat
 async def test_unexpected_fault_is_json_500_with_details_only_in_the_log(
     pusher: Pusher, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = api_app(pusher, pool, Metrics(), 1024)
+    app = api_app(pusher, pool, Metrics(), Settings(max_body_bytes=1024))
 
     async def broken(request: Any) -> Any:
         raise RuntimeError("secret detail")
@@ -208,7 +212,7 @@ async def test_unexpected_fault_is_json_500_with_details_only_in_the_log(
 async def test_redis_unreachable_is_503_never_202(pool: asyncpg.Pool, keys: QueueKeys) -> None:
     unreachable = connect_redis("redis://127.0.0.1:1/0")
     try:
-        app = api_app(Pusher(unreachable, keys, 1000), pool, Metrics(), 1024)
+        app = api_app(Pusher(unreachable, keys, 1000), pool, Metrics(), Settings(max_body_bytes=1024))
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await post(client, event())
     finally:
@@ -219,7 +223,7 @@ async def test_redis_unreachable_is_503_never_202(pool: asyncpg.Pool, keys: Queu
 
 
 async def test_full_queue_is_503(pool: asyncpg.Pool, redis: aioredis.Redis, keys: QueueKeys) -> None:
-    app = api_app(Pusher(redis, keys, max_length=2), pool, Metrics(), 1024)
+    app = api_app(Pusher(redis, keys, max_length=2), pool, Metrics(), Settings(max_body_bytes=1024))
     async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
         statuses = [(await post(client, event(user_id=str(n)))).status_code for n in range(4)]
         refused = await post(client, event())
@@ -234,7 +238,7 @@ async def test_stats_while_postgres_is_unreachable_is_503(pusher: Pusher) -> Non
 
     nowhere = await create_pool("postgresql://postgres@127.0.0.1:1/none", 1)
     try:
-        app = api_app(pusher, nowhere, Metrics(), 1024)
+        app = api_app(pusher, nowhere, Metrics(), Settings(max_body_bytes=1024))
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as c:
             response = await stats_of(c, site_id="s")
     finally:
@@ -465,7 +469,8 @@ async def test_fault_on_the_fast_ingest_path_is_json_500_too(
         raise RuntimeError("decoder bug")
 
     app = api_app(pusher, pool, Metrics())
-    broken = App(app.starlette, {"/api/ingestion/event": Ingest(pusher, Metrics(), 1024, explode, lambda n: b"")})
+    ingest = Ingest(pusher, Metrics(), 1024, AccessRules(), explode, lambda n: b"")
+    broken = App(app.starlette, {"/api/ingestion/event": ingest}, {})
     with caplog.at_level(logging.ERROR, logger="analytics.http"):
         async with serving(broken) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await post(client, event())

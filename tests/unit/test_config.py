@@ -38,6 +38,27 @@ def test_environment_values_are_parsed() -> None:
     assert settings.batch_size == 2000
 
 
+def test_access_settings_are_parsed() -> None:
+    settings = load_settings(
+        {
+            "ANALYTICS_CORS_ORIGINS": "https://a.example, http://localhost:8080",
+            "ANALYTICS_STATS_CORS_ORIGINS": "",
+            "ANALYTICS_API_TOKENS": "tok-one,tok-two, ,",
+            "ANALYTICS_SITES": "site-a",
+            "ANALYTICS_RATE_LIMIT_IP": "2.5",
+            "ANALYTICS_TRUSTED_PROXY_HEADER": "X-Forwarded-For",
+        },
+        env_file=None,
+    )
+    assert settings.cors_origins == ("https://a.example", "http://localhost:8080")
+    assert settings.stats_cors_origins == ()
+    assert settings.api_tokens == ("tok-one", "tok-two")
+    assert settings.sites == ("site-a",)
+    assert settings.rate_limit_ip == 2.5
+    assert settings.trusted_proxy_header == "x-forwarded-for"
+    assert "tok-one" not in repr(settings)
+
+
 def test_empty_urls_mean_embedded_servers() -> None:
     settings = load_settings({"DATABASE_URL": "", "REDIS_URL": " "}, env_file=None)
     assert settings.database_url is None
@@ -64,6 +85,12 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ("ANALYTICS_BATCH_SIZE", "0", "ANALYTICS_BATCH_SIZE: expected a number from 1"),
         ("ANALYTICS_REDIS_PREFIX", "{x}", "ANALYTICS_REDIS_PREFIX: must not contain braces"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of debug, info, warning, error"),
+        ("ANALYTICS_CORS_ORIGINS", "shop.example", "ANALYTICS_CORS_ORIGINS: expected * or origins such as"),
+        ("ANALYTICS_STATS_CORS_ORIGINS", "https://a.example/", "ANALYTICS_STATS_CORS_ORIGINS: expected * or origins"),
+        ("ANALYTICS_RATE_LIMIT_IP", "fast", "ANALYTICS_RATE_LIMIT_IP: expected a number, got 'fast'"),
+        ("ANALYTICS_RATE_LIMIT_SITE", "-1", "ANALYTICS_RATE_LIMIT_SITE: expected a number from 0 to"),
+        ("ANALYTICS_TRUSTED_PROXY_HEADER", "X Forwarded", "ANALYTICS_TRUSTED_PROXY_HEADER: expected an HTTP header"),
+        ("ANALYTICS_HEADER_TIMEOUT_S", "0", "ANALYTICS_HEADER_TIMEOUT_S: expected a number from 0.1 to 3600"),
     ],
 )
 def test_bad_values_are_one_clear_line(name: str, value: str, message: str) -> None:
