@@ -6,7 +6,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from analytics.events import EventIn
+from analytics.events import NO_NUL, SITE_ID_MAX, EventIn
 from analytics.responses import Fail, Healthy, Invalid, Queued, QueuedCount, ReadyState, StatsFound
 
 REF_TEMPLATE: Final = "#/components/schemas/{name}"
@@ -61,7 +61,12 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
     stats_operation: dict[str, Any] = {
         "summary": "Page views, distinct users and top 3 paths of a site, for a UTC day or all time",
         "parameters": [
-            {"name": "site_id", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}},
+            {
+                "name": "site_id",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": SITE_ID_MAX, **NO_NUL},
+            },
             {
                 "name": "date",
                 "in": "query",
