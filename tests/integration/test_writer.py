@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from analytics.config import Settings
 from analytics.events import Record, encode_record
 from analytics.metrics import Metrics
-from analytics.queue import Pusher, QueueKeys, WriterQueue, decode_dead_letter
+from analytics.queue import PUSH_CHUNK, Pusher, QueueKeys, WriterQueue, decode_dead_letter
 from analytics.writer import Writer, new_writer_id
 from tests.conftest import eventually
 
@@ -149,16 +149,26 @@ async def test_give_back_returns_the_uncommitted_batch(
 async def test_concurrent_pushes_are_coalesced_into_few_round_trips(
     redis: aioredis.Redis, keys: QueueKeys, pusher: Pusher
 ) -> None:
-    before = await _exec_calls(redis)
+    before = await _calls(redis, "rpush")
     await asyncio.gather(*[pusher.push([b"%d" % n]) for n in range(300)])
-    transactions = await _exec_calls(redis) - before
+    pushes = await _calls(redis, "rpush") - before
     assert await redis.llen(keys.queue) == 300
-    assert 1 <= transactions <= 5, transactions
+    assert 1 <= pushes <= 5, pushes
 
 
-async def _exec_calls(redis: aioredis.Redis) -> int:
+async def test_pushes_over_one_chunk_go_in_one_transaction(
+    redis: aioredis.Redis, keys: QueueKeys, pusher: Pusher
+) -> None:
+    records = [b"%d" % n for n in range(2 * PUSH_CHUNK + 500)]
+    before = await _calls(redis, "exec")
+    await pusher.push(records)
+    assert await _calls(redis, "exec") - before == 1
+    assert await redis.lrange(keys.queue, 0, -1) == records
+
+
+async def _calls(redis: aioredis.Redis, command: str) -> int:
     stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_exec", {}).get("calls", 0))
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 async def test_writer_stops_promptly_and_leaves_nothing_in_processing(
