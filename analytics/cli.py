@@ -227,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = _serve(settings)
     except KeyboardInterrupt:
         code = 130
+    except ConfigError as error:
+        _fail(str(error), 2)
     except OSError as error:
         _fail(str(error), 1)
     raise SystemExit(code)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Final
 
 import asyncpg
+import psycopg
 from yoyo import get_backend, read_migrations
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,14 @@ def yoyo_url(database_url: str) -> str:
 
 
 def migrate(database_url: str) -> list[str]:
-    """Apply pending migrations under yoyo's lock (safe when several processes start at once)."""
-    backend = get_backend(yoyo_url(database_url))
+    """Apply pending migrations under yoyo's lock (safe when several processes start at once).
+
+    An unreachable server raises `ConnectionError`, which the CLI reports in one line like any other OSError.
+    """
+    try:
+        backend = get_backend(yoyo_url(database_url))
+    except psycopg.OperationalError as error:
+        raise ConnectionError(f"cannot reach PostgreSQL to migrate: {' '.join(str(error).split())}") from None
     try:
         migrations = read_migrations(str(migrations_dir()))
         with backend.lock():

