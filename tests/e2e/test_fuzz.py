@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -23,7 +22,7 @@ from schemathesis import GenerationMode
 from schemathesis.openapi import from_url
 
 from analytics.queue import QueueKeys
-from tests.conftest import with_database
+from tests.conftest import cloned_database
 from tests.e2e.test_serve import base_environment, serve, wait_healthy
 
 REQUEST_TIMEOUT_S = 10.0
@@ -37,14 +36,8 @@ class Target:
 
 @pytest.fixture(scope="module")
 async def fuzz_database(postgres_url: str, template_database: str) -> AsyncIterator[str]:
-    name = f"analytics_fuzz_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-        yield with_database(postgres_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with cloned_database(postgres_url, template_database, "fuzz") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
