@@ -132,6 +132,7 @@ class Pusher:
         self._max_length = max_length
         self._pending: list[tuple[Sequence[bytes], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._known_length = 0
         self._length_checked_at = 0.0
         self._was_full = False
@@ -139,10 +140,13 @@ class Pusher:
 
     async def push(self, records: Sequence[bytes]) -> None:
         """Return once Redis holds `records`; raise `QueueFull` or `QueueUnavailable` otherwise."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._loop is None:
+            # Looked up once: on Python 3.11 every get_running_loop() is a getpid() system call.
+            self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = self._loop.create_future()
         self._pending.append((records, future))
         if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_while_pending())
+            self._flusher = self._loop.create_task(self._flush_while_pending())
         await future
 
     async def drain(self) -> None:
