@@ -32,6 +32,14 @@ async def load_while(load: Load, condition: asyncio.Event | None = None, at_leas
     return asyncio.create_task(load.run(keep_going))
 
 
+async def accepted_at_least(load: Load, count: int, timeout_s: float = 30) -> None:
+    """Wait (bounded) until the load has had `count` events answered 202: a fault then lands on real traffic."""
+    deadline = time.monotonic() + timeout_s
+    while len(load.accepted) < count:
+        assert time.monotonic() < deadline, f"only {len(load.accepted)} events accepted in {timeout_s} s"
+        await asyncio.sleep(0.05)
+
+
 async def log_settled(process: RoleProcess, down: str, up: str, timeout_s: float = 15) -> str:
     """Each writer of the process logged `down` once and, once its backoff let it retry, `up` once."""
     deadline = time.monotonic() + timeout_s
@@ -188,16 +196,16 @@ async def test_sigterm_under_load_loses_nothing_answered_202(stack: Stack, fault
     load = Load(api.base_url)
     done = asyncio.Event()
     running = await load_while(load, done)
-    await asyncio.sleep(2)
+    await accepted_at_least(load, 1000)
     assert await writer.terminate() == 0
     stack.role("writer").start()
-    await asyncio.sleep(1)
+    await accepted_at_least(load, 2000)
     assert await api.terminate() == 0
     done.set()
     await asyncio.wait_for(running, 60)
 
     stored = await drained(stack, fault_redis, load.accepted)
-    assert len(load.accepted) > 1000
+    assert len(load.accepted) >= 2000
     assert_exact(load, stored)
     assert await stack.queue_state(fault_redis) == (0, 0, 0)
 
