@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
@@ -186,3 +187,17 @@ def encode_record(record: Record, accepted_ms: int | None = None) -> bytes:
 def decode_record(data: bytes) -> Queued:
     """Raise `msgspec.DecodeError` (or `ValidationError`) for bytes that are not a record."""
     return _decode_record.decode(data)
+
+
+def event_key(site_id: str, event_type: str, user_id: str | None, path: str | None, ts_us: int) -> str:
+    """The idempotency key, exactly as the SQL function `event_key` (migrations/0003.event_key.sql) computes it.
+
+    Computed here so PostgreSQL, the writer's bottleneck, does not (3.7 us a row there). Lengths are in characters,
+    as PostgreSQL's `length()` counts them; NULL is `n`, with no value after it (`concat_ws` skips NULLs). Returned as
+    the hex digits a `uuid` column takes: asyncpg parses those in C, where building `uuid.UUID`s cost more than md5.
+    """
+    parts = [str(len(site_id)), site_id, str(len(event_type)), event_type]
+    parts += ("n",) if user_id is None else (str(len(user_id)), user_id)
+    parts += ("n",) if path is None else (str(len(path)), path)
+    parts.append(str(ts_us))
+    return hashlib.md5(":".join(parts).encode(), usedforsecurity=False).hexdigest()

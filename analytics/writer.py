@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from analytics.config import Settings
 from analytics.db import TRANSIENT_ERRORS
-from analytics.events import Queued, decode_record, now_ms
+from analytics.events import Queued, decode_record, event_key, now_ms
 from analytics.logs import StateLog, describe_error
 from analytics.metrics import Metrics
 from analytics.queue import WriterQueue
@@ -27,13 +27,14 @@ from analytics.queue import WriterQueue
 logger = logging.getLogger(__name__)
 
 STAGING_TABLE: Final = "staging_events"
-STAGING_COLUMNS: Final = ("site_id", "event_type", "path", "user_id", "ts_us", "accepted_ms")
+STAGING_COLUMNS: Final = ("event_key", "site_id", "event_type", "path", "user_id", "ts_us", "accepted_ms")
 INSERTED_COUNT_SQL: Final = "SELECT count(*) FROM inserted_events"
 
 # Created once per connection (a temp table per batch churns the catalogs); emptied by every commit.
 # inserted_events holds what the merge actually inserted: the only rows the rollups may count.
 CREATE_STAGING_SQL: Final = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    event_key uuid NOT NULL,
     site_id text COLLATE "C" NOT NULL,
     event_type text COLLATE "C" NOT NULL,
     path text COLLATE "C",
@@ -63,12 +64,10 @@ SELECT site_id, day, path, user_id FROM inserted_events WHERE event_type = 'page
 MERGE_SQL: Final = """
 WITH inserted AS (
     INSERT INTO events (event_key, site_id, event_type, path, user_id, "timestamp")
-    SELECT key, site_id, event_type, path, user_id,
+    SELECT event_key, site_id, event_type, path, user_id,
            to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond'
-    FROM (
-        SELECT event_key(site_id, event_type, user_id, path, ts_us) AS key, * FROM staging_events
-    ) AS keyed
-    ORDER BY key
+    FROM staging_events
+    ORDER BY event_key
     ON CONFLICT (event_key) DO NOTHING
     RETURNING site_id, event_type, path, user_id, "timestamp"
 )
@@ -149,13 +148,18 @@ async def prepare(connection: asyncpg.Connection) -> None:
     await connection.execute(CREATE_STAGING_SQL)
 
 
+def staging_rows(records: Sequence[Queued]) -> list[tuple[object, ...]]:
+    """What COPY puts in staging: each record, (site_id, event_type, path, user_id, ts_us, accepted_ms), keyed."""
+    return [(event_key(record[0], record[1], record[3], record[2], record[4]), *record) for record in records]
+
+
 async def merge(connection: asyncpg.Connection, records: Sequence[Queued]) -> int:
     """Store a batch idempotently and update the rollups from what it inserted, in one transaction.
 
     Returns how many events were new (the rest were already stored).
     """
     async with connection.transaction():
-        await connection.copy_records_to_table(STAGING_TABLE, records=records, columns=STAGING_COLUMNS)
+        await connection.copy_records_to_table(STAGING_TABLE, records=staging_rows(records), columns=STAGING_COLUMNS)
         await connection.execute(MERGE_SQL)
         inserted: int = await connection.fetchval(INSERTED_COUNT_SQL)
     return inserted
