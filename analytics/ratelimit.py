@@ -41,13 +41,19 @@ class TokenBuckets:
 
     def take(self, key: str, cost: int = 1) -> float:
         """Take `cost` tokens and return 0.0, or take nothing and return the seconds to wait."""
-        return self.take_all({key: cost})
+        now = self._now()
+        level = self._level(key, now)
+        if cost > level:
+            return self._wait(level, cost)
+        self._buckets[key] = (level - cost, now)
+        return 0.0
 
     def take_all(self, costs: Mapping[str, int]) -> float:
         """All or nothing: take every key's cost if every bucket has it, else nothing; return the longest wait."""
-        now = self._clock()
-        if now >= self._next_prune:
-            self._prune(now)
+        if len(costs) == 1:
+            [(key, cost)] = costs.items()
+            return self.take(key, cost)
+        now = self._now()
         levels = {key: self._level(key, now) for key in costs}
         wait = max((self._wait(levels[key], cost) for key, cost in costs.items() if cost > levels[key]), default=0.0)
         if wait > 0:
@@ -55,6 +61,12 @@ class TokenBuckets:
         for key, cost in costs.items():
             self._buckets[key] = (levels[key] - cost, now)
         return 0.0
+
+    def _now(self) -> float:
+        now = self._clock()
+        if now >= self._next_prune:
+            self._prune(now)
+        return now
 
     def _prune(self, now: float) -> None:
         self._next_prune = now + PRUNE_EVERY_S
