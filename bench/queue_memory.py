@@ -30,7 +30,7 @@ async def measure(url: str, events: int) -> float:
     after = (await client.info("memory"))["used_memory"]
     await client.delete(key)
     await client.aclose()
-    return (after - before) / events
+    return float(after - before) / events
 
 
 def main() -> None:

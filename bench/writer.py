@@ -1,0 +1,584 @@
+"""Writer throughput: drain a 1,000,000-event backlog with the real writer role, against a plain COPY of the same rows.
+
+    python -m bench.writer [--events 1000000] [--lanes 2] [--batch-size 5000] [--profile-events 300000]
+
+1. Fills the bench queue with --events records (analytics' own record encoding, RPUSH of 1,000 per call, pipelined)
+   from bench/data.py's event stream, then starts `analytics serve --role writer --no-migrate` on a fresh migrated
+   database and measures rows/s until the queue and every processing list are empty; the writer's peak RSS
+   (VmHWM), and the CPU its process, its PostgreSQL backends and PostgreSQL's WAL writer/checkpointer used.
+2. Profiles a second drain (--profile-events more records) with py-spy, if installed (`pip install py-spy`).
+3. Times each statement of the writer's merge for a few batches at the size reached, plus EXPLAIN ANALYZE of one.
+4. Plain COPY (asyncpg copy_records_to_table, --batch-size rows per COPY, --lanes connections in parallel, then one)
+   of the same rows into the events table of another fresh migrated database (rollup tables dropped), rows prepared
+   before the clock starts: the ceiling the writer is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import asyncpg
+import redis.asyncio as aioredis
+from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+
+from analytics.config import DEFAULTS
+from analytics.events import EPOCH, Record, encode_record, event_key, now_ms
+from analytics.queue import QueueKeys, snapshot
+from analytics.writer import INSERTED_COUNT_SQL, MERGE_SQL, STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from bench import profiling
+from bench.data import EventStream
+from bench.harness import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
+    Interference,
+    RssSampler,
+    Service,
+    analytics_service,
+    bench_database,
+    bench_redis,
+    cpu_seconds,
+    met,
+    redis_pid,
+    server_versions,
+)
+from bench.results import record_result
+
+PREFIX: Final = "bench-writer"
+DATABASE: Final = "bench_writer"
+COPY_DATABASE: Final = "bench_writer_copy"
+PUSH_CHUNK: Final = 1000
+PIPELINE_CHUNKS: Final = 20
+POLL_S: Final = 0.05
+DRAIN_TIMEOUT_S: Final = 1800
+STATEMENT_BATCHES: Final = 6
+EVENT_KEY_ONLY_SQL: Final = "SELECT count(event_key(site_id, event_type, user_id, path, ts_us)) FROM staging_events"
+SCAN_ONLY_SQL: Final = "SELECT count(site_id || event_type || path || user_id || ts_us) FROM staging_events"
+ROLLUP_TABLES: Final = (
+    "daily_totals",
+    "daily_users",
+    "daily_path_views",
+    "site_totals",
+    "site_users",
+    "site_path_views",
+)
+
+
+@dataclass
+class Drain:
+    events: int
+    seconds: float
+    steady_rows_per_s: float
+    stored: int
+    rss_peak_mb: float
+    hwm_mb: float
+    cores: dict[str, float] = field(default_factory=dict)
+    write_seconds: float = 0.0
+    batches: int = 0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.events / self.seconds
+
+
+# --- filling the queue ---------------------------------------------------------------------------------------------
+
+
+async def fill(client: aioredis.Redis, keys: QueueKeys, stream: EventStream, total: int, batch: int) -> float:
+    """Push `total` records as the api would (same encoding); returns records/s of the push itself."""
+    accepted = now_ms()
+    elapsed = 0.0
+    with tqdm(total=total, desc="filling the queue", unit="ev", unit_scale=True, leave=False) as bar:
+        for events in stream.batches(total, batch * 4):
+            records = [encode_record(event, accepted) for event in events]
+            started = time.perf_counter()
+            for group in range(0, len(records), PUSH_CHUNK * PIPELINE_CHUNKS):
+                async with client.pipeline(transaction=False) as pipe:
+                    for start in range(group, min(group + PUSH_CHUNK * PIPELINE_CHUNKS, len(records)), PUSH_CHUNK):
+                        pipe.rpush(keys.queue, *records[start : start + PUSH_CHUNK])
+                    await pipe.execute()
+            elapsed += time.perf_counter() - started
+            bar.update(len(records))
+    return total / elapsed
+
+
+# --- the writer ----------------------------------------------------------------------------------------------------
+
+
+async def postgres_pids(database_url: str, database: str) -> dict[str, int]:
+    """The writer's backends (by pid) and PostgreSQL's own WAL writer and checkpointer."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            """
+            SELECT pid, backend_type, datname FROM pg_stat_activity
+            WHERE (datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend')
+               OR backend_type IN ('walwriter', 'checkpointer', 'background writer')
+            """,
+            database,
+        )
+    finally:
+        await connection.close()
+    pids: dict[str, int] = {}
+    for row in rows:
+        kind = "postgres backends (writer's)" if row["datname"] == database else f"postgres {row['backend_type']}"
+        pids[f"{kind}#{row['pid']}"] = row["pid"]
+    return pids
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+async def writer_metrics(port: int) -> dict[str, float]:
+    """A few series from the writer's /metrics."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    wanted = (
+        "analytics_writer_write_seconds_sum",
+        "analytics_writer_write_seconds_count",
+        "analytics_events_stored_total",
+    )
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            values[name] = float(value)
+    return values
+
+
+@dataclass
+class _Progress:
+    started: float | None = None
+    ended: float | None = None
+    mark10: tuple[float, int] | None = None
+    mark90: tuple[float, int] | None = None
+    cores: dict[str, float] = field(default_factory=dict)
+    profile: profiling.Profile | str | None = None
+
+
+async def _watch(
+    client: aioredis.Redis,
+    keys: QueueKeys,
+    total: int,
+    writer: Service,
+    admin_url: str,
+    profile_seconds: float,
+) -> _Progress:
+    """Poll the queue until it and every processing list are empty; CPU use is measured from 10 % to the end."""
+    progress = _Progress()
+    redis_server = await redis_pid(client)
+    watched: dict[str, int] = {}
+    before: dict[str, float] = {}
+    profiler: asyncio.Task[profiling.Profile | str] | None = None
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    with tqdm(total=total, desc="writer draining", unit="ev", unit_scale=True, leave=False) as bar:
+        while time.monotonic() < deadline:
+            state = await snapshot(client, keys)
+            remaining = state.queued + sum(state.processing.values())
+            now = time.monotonic()
+            done = total - remaining
+            if progress.started is None and state.queued < total:
+                progress.started = now
+                if profile_seconds:
+                    profiler = asyncio.create_task(asyncio.to_thread(profiling.record, writer.pid, profile_seconds))
+            if progress.mark10 is None and done >= total * 0.1:
+                progress.mark10 = (now, done)
+                watched = {"writer process": writer.pid, "redis": redis_server}
+                watched |= await postgres_pids(admin_url, database_name(writer.env["DATABASE_URL"]))
+                before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+            if progress.mark90 is None and done >= total * 0.9:
+                progress.mark90 = (now, done)
+            bar.n = done
+            bar.refresh()
+            if remaining == 0:
+                progress.ended = now
+                break
+            await asyncio.sleep(POLL_S)
+    if progress.mark10 is not None and progress.ended is not None:
+        window = progress.ended - progress.mark10[0]
+        for name, pid in watched.items():
+            label = name.split("#", 1)[0]
+            progress.cores[label] = progress.cores.get(label, 0.0) + (cpu_seconds(pid) - before[name]) / window
+    if profiler is not None:
+        progress.profile = await profiler
+    return progress
+
+
+async def drain(
+    client: aioredis.Redis,
+    keys: QueueKeys,
+    total: int,
+    database_url: str,
+    admin_url: str,
+    args: argparse.Namespace,
+    *,
+    profile_seconds: float = 0.0,
+) -> tuple[Drain, profiling.Profile | str | None]:
+    """Start the writer role on a filled queue and watch it drain (the watch starts before the process does)."""
+    env = {
+        "ANALYTICS_WRITER_CONCURRENCY": str(args.lanes),
+        "ANALYTICS_BATCH_SIZE": str(args.batch_size),
+        "ANALYTICS_QUEUE_MAX_LENGTH": str(10 * total),
+    }
+    writer = analytics_service(
+        "writer", database_url=database_url, redis_url=args.redis_url, prefix=keys.prefix, extra_env=env
+    )
+    watch = asyncio.create_task(_watch(client, keys, total, writer, admin_url, profile_seconds))
+    try:
+        await asyncio.to_thread(writer.start)
+        with RssSampler(writer.pid, 0.05) as rss:
+            progress = await watch
+            metrics = await writer_metrics(writer.port)
+            hwm = rss.hwm_mb
+    finally:
+        watch.cancel()
+        log = writer.log()
+        writer.__exit__()
+    started, ended, mark10, mark90 = progress.started, progress.ended, progress.mark10, progress.mark90
+    if started is None or ended is None or mark10 is None or mark90 is None:
+        raise RuntimeError(f"the writer did not drain the queue in {DRAIN_TIMEOUT_S} s:\n{log}")
+    steady = (mark90[1] - mark10[1]) / (mark90[0] - mark10[0]) if mark90[0] > mark10[0] else float("nan")
+    result = Drain(
+        events=total,
+        seconds=ended - started,
+        steady_rows_per_s=steady,
+        stored=int(metrics.get("analytics_events_stored_total", 0)),
+        rss_peak_mb=rss.peak_mb,
+        hwm_mb=hwm,
+        cores=progress.cores,
+        write_seconds=metrics.get("analytics_writer_write_seconds_sum", 0.0),
+        batches=int(metrics.get("analytics_writer_write_seconds_count", 0)),
+    )
+    return result, progress.profile
+
+
+# --- statement timings ---------------------------------------------------------------------------------------------
+
+
+def merge_statements() -> list[tuple[str, str]]:
+    """The writer's merge, split into its statements, each labelled by the tables it inserts into."""
+    statements = [part.strip() for part in re.split(r";\s*\n", MERGE_SQL) if part.strip()]
+    labelled = []
+    for statement in statements:
+        targets = re.findall(r"INSERT INTO (\w+)", statement)
+        labelled.append((" + ".join(dict.fromkeys(targets)), statement))
+    return labelled
+
+
+def _exclusive_nodes(plan: dict[str, Any], found: list[tuple[float, str]]) -> None:
+    loops = plan.get("Actual Loops", 1) or 1
+    total = plan.get("Actual Total Time", 0.0) * loops
+    children = plan.get("Plans", [])
+    child_total = sum(child.get("Actual Total Time", 0.0) * (child.get("Actual Loops", 1) or 1) for child in children)
+    if plan.get("Node Type") != "CTE Scan":
+        label = plan["Node Type"]
+        if "Relation Name" in plan:
+            label += f" {plan['Relation Name']}"
+        if "Index Name" in plan:
+            label += f" ({plan['Index Name']})"
+        found.append((max(0.0, total - child_total), label))
+    for child in children:
+        _exclusive_nodes(child, found)
+
+
+async def statement_timings(database_url: str, stream: EventStream, batch_size: int) -> list[str]:
+    """Per-statement wall time of the merge over a few batches committed for real; then one batch explained."""
+    statements = merge_statements()
+    connection = await asyncpg.connect(database_url)
+    try:
+        await prepare(connection)
+        rows_before = await connection.fetchval("SELECT count(*) FROM events")
+        steps: dict[str, float] = {}
+
+        def add(step: str, seconds: float) -> None:
+            steps[step] = steps.get(step, 0.0) + seconds
+
+        # Alternate batches commit with synchronous_commit off (not waiting for the WAL flush): interleaved, so the
+        # difference is what the fsync at commit costs rather than drift between two series.
+        accepted = now_ms()
+        async_commit = 0.0
+        for number, records in enumerate(stream.batches(2 * STATEMENT_BATCHES * batch_size, batch_size)):
+            queued = [(*record, accepted) for record in records]
+            if number % 2:
+                started = time.perf_counter()
+                async with connection.transaction():
+                    await connection.execute("SET LOCAL synchronous_commit = off")
+                    await connection.copy_records_to_table(
+                        STAGING_TABLE, records=staging_rows(queued), columns=STAGING_COLUMNS
+                    )
+                    for _, statement in statements:
+                        await connection.execute(statement)
+                    await connection.fetchval(INSERTED_COUNT_SQL)
+                async_commit += time.perf_counter() - started
+                continue
+            transaction = connection.transaction()
+            started = time.perf_counter()
+            await transaction.start()
+            add("BEGIN", time.perf_counter() - started)
+            clock = time.perf_counter()
+            await connection.copy_records_to_table(STAGING_TABLE, records=staging_rows(queued), columns=STAGING_COLUMNS)
+            add("COPY into staging", time.perf_counter() - clock)
+            for label, statement in statements:
+                clock = time.perf_counter()
+                await connection.execute(statement)
+                add(f"INSERT {label}", time.perf_counter() - clock)
+            clock = time.perf_counter()
+            await connection.fetchval(INSERTED_COUNT_SQL)
+            add("count inserted", time.perf_counter() - clock)
+            clock = time.perf_counter()
+            await transaction.commit()
+            add("COMMIT", time.perf_counter() - clock)
+            add("whole batch", time.perf_counter() - started)
+
+        # The SQL key function alone (the writer computes keys in Python; the migration's backfill uses this): what
+        # computing it in PostgreSQL would cost per batch.
+        key_ms: float | None = None
+        if await connection.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'event_key'"):
+            records = stream.events(batch_size)
+            async with connection.transaction():
+                await connection.copy_records_to_table(
+                    STAGING_TABLE,
+                    records=staging_rows([(*record, accepted) for record in records]),
+                    columns=STAGING_COLUMNS,
+                )
+                clock = time.perf_counter()
+                await connection.fetchval(EVENT_KEY_ONLY_SQL)
+                key_ms = (time.perf_counter() - clock) * 1000
+                clock = time.perf_counter()
+                await connection.fetchval(SCAN_ONLY_SQL)
+                key_ms -= (time.perf_counter() - clock) * 1000
+
+        explained: list[str] = []
+        records = stream.events(batch_size)
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.copy_records_to_table(
+                STAGING_TABLE,
+                records=staging_rows([(*record, accepted) for record in records]),
+                columns=STAGING_COLUMNS,
+            )
+            for label, statement in statements:
+                raw = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}")
+                plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+                nodes: list[tuple[float, str]] = []
+                _exclusive_nodes(plan["Plan"], nodes)
+                nodes.sort(reverse=True)
+                top = ", ".join(f"{name} {ms:.1f} ms" for ms, name in nodes[:3])
+                explained.append(f"`{label}`: {plan['Execution Time']:.1f} ms; heaviest nodes: {top}")
+        finally:
+            await transaction.rollback()
+    finally:
+        await connection.close()
+
+    per_batch = {step: seconds / STATEMENT_BATCHES * 1000 for step, seconds in steps.items()}
+    whole = per_batch.pop("whole batch")
+    table = ["| step | ms per batch | share |", "|---|---:|---:|"]
+    table += [f"| {step} | {ms:.1f} | {ms / whole:.0%} |" for step, ms in per_batch.items()]
+    table.append(f"| whole batch | {whole:.1f} | 100% |")
+    key_line = (
+        []
+        if key_ms is None
+        else [f"event_key() alone over one staged batch: {key_ms:.1f} ms ({key_ms * 1000 / batch_size:.1f} µs/row)"]
+    )
+    return [
+        f"merge statements, {STATEMENT_BATCHES} batches of {batch_size:,} at {rows_before:,} stored rows, one "
+        f"connection: {whole:.1f} ms per batch = {batch_size / whole * 1000:,.0f} rows/s on one lane; "
+        f"interleaved batches with synchronous_commit off: {async_commit / STATEMENT_BATCHES * 1000:.1f} ms per batch",
+        "\n".join(table),
+        *key_line,
+        *[f"EXPLAIN ANALYZE {line}" for line in explained],
+    ]
+
+
+# --- plain COPY ----------------------------------------------------------------------------------------------------
+
+
+def event_rows(records: Sequence[Record], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    rows = []
+    for record in records:
+        site_id, event_type, path, user_id, ts_us = record
+        values: dict[str, Any] = {
+            "site_id": site_id,
+            "event_type": event_type,
+            "path": path,
+            "user_id": user_id,
+            "timestamp": EPOCH + timedelta(microseconds=ts_us),
+        }
+        if "event_key" in columns:
+            values["event_key"] = event_key(record[0], record[1], record[3], record[2], record[4])
+        rows.append(tuple(values[column] for column in columns))
+    return rows
+
+
+async def plain_copy(database_url: str, args: argparse.Namespace) -> tuple[float, float, list[str]]:
+    """rows/s of plain COPY with --lanes connections, then with one; and the events table's indexes."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        for table in ROLLUP_TABLES:
+            await connection.execute(f"DROP TABLE IF EXISTS {table}")
+        columns: list[str] = [
+            row["column_name"]
+            for row in await connection.fetch(
+                """
+                SELECT column_name FROM information_schema.columns
+                WHERE table_name = 'events' AND column_name NOT IN ('id', 'inserted_at')
+                  AND table_schema = current_schema()
+                ORDER BY ordinal_position
+                """
+            )
+        ]
+        unknown = set(columns) - {"site_id", "event_type", "path", "user_id", "timestamp", "event_key"}
+        if unknown:
+            raise RuntimeError(f"events has columns this benchmark does not know how to fill: {sorted(unknown)}")
+        indexes = [
+            row["indexdef"]
+            for row in await connection.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'events'")
+        ]
+    finally:
+        await connection.close()
+
+    batches = [
+        event_rows(records, columns)
+        for records in tqdm(
+            EventStream(args.seed, args.events, args.days).batches(args.events, args.batch_size),
+            total=-(-args.events // args.batch_size),
+            desc="preparing COPY rows",
+            leave=False,
+        )
+    ]
+
+    async def copy_all(lanes: int) -> float:
+        connections = [await asyncpg.connect(database_url) for _ in range(lanes)]
+        await connections[0].execute("TRUNCATE events")
+        pending: Iterator[list[tuple[Any, ...]]] = iter(batches)
+        bar = tqdm(
+            total=args.events, desc=f"plain COPY, {lanes} connection(s)", unit="row", unit_scale=True, leave=False
+        )
+
+        async def lane(connection: asyncpg.Connection) -> None:
+            for rows in pending:
+                await connection.copy_records_to_table("events", records=rows, columns=columns)
+                bar.update(len(rows))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane(connection) for connection in connections))
+        elapsed = time.perf_counter() - started
+        bar.close()
+        stored = await connections[0].fetchval("SELECT count(*) FROM events")
+        for connection in connections:
+            await connection.close()
+        assert stored == args.events, f"plain COPY stored {stored} rows"
+        return int(args.events) / elapsed
+
+    parallel = await copy_all(args.lanes)
+    single = await copy_all(1) if args.lanes != 1 else parallel
+    return parallel, single, indexes
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+
+
+async def measure(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    keys = QueueKeys(PREFIX)
+    context = [await server_versions(args.database_url, args.redis_url)]
+    lines: list[str] = []
+    tables: list[str] = []
+    stream = EventStream(args.seed, args.events, args.days)
+    async with bench_redis(args.redis_url, PREFIX) as client, bench_database(args.database_url, DATABASE) as url:
+        push_rate = await fill(client, keys, stream, args.events, args.batch_size)
+        result, _ = await drain(client, keys, args.events, url, args.database_url, args)
+        connection = await asyncpg.connect(url)
+        stored_rows = await connection.fetchval("SELECT count(*) FROM events")
+        await connection.close()
+        cores = ", ".join(f"{name} {value:.2f}" for name, value in result.cores.items())
+        lanes_busy = result.write_seconds / (result.seconds * args.lanes)
+        per_batch_ms = result.write_seconds / max(result.batches, 1) * 1000
+        lines += [
+            f"queue filled at {push_rate:,.0f} records/s (RPUSH of {PUSH_CHUNK:,}, {PIPELINE_CHUNKS} per pipeline)",
+            f"writer ({args.lanes} lanes, batches of {args.batch_size:,}): {args.events:,} events drained in "
+            f"{result.seconds:.1f} s = {result.rows_per_s:,.0f} rows/s (10 %→90 % of the backlog: "
+            f"{result.steady_rows_per_s:,.0f} rows/s); {stored_rows:,} rows stored, writer counted {result.stored:,}",
+            f"writer RSS with the {args.events:,} backlog: peak {result.hwm_mb:.0f} MB (VmHWM; sampled VmRSS peak "
+            f"{result.rss_peak_mb:.0f} MB) (target <= 250 MB: {met(result.hwm_mb <= 250)})",
+            f"cores used while draining: {cores}",
+            f"writer's own COPY+merge+commit timer: {result.batches:,} batches, {per_batch_ms:.0f} ms per batch, "
+            f"lanes busy {lanes_busy:.0%} of the wall time",
+        ]
+        profile_summary: list[str] = []
+        if args.profile_events and profiling.py_spy() is not None:
+            await fill(client, keys, stream, args.profile_events, args.batch_size)
+            seconds = max(3.0, 0.8 * args.profile_events / result.rows_per_s)
+            second, profile = await drain(
+                client, keys, args.profile_events, url, args.database_url, args, profile_seconds=seconds
+            )
+            profile_summary.append(
+                f"profiled drain of {args.profile_events:,} more events (py-spy --nonblocking --idle, {seconds:.0f} s, "
+                f"table at {args.events:,}+ rows): {second.rows_per_s:,.0f} rows/s"
+            )
+            profile_summary += (
+                [
+                    f"writer profile: {line}"
+                    for line in profile.lines(
+                        idle="in the event loop (waiting on PostgreSQL or Redis, or in C between callbacks)",
+                        busy="in Python code",
+                    )
+                ]
+                if isinstance(profile, profiling.Profile)
+                else [f"writer profile: {profile}"]
+            )
+        elif args.profile_events:
+            profile_summary.append("writer profile: skipped, py-spy is not installed (pip install py-spy)")
+        timings = await statement_timings(url, stream, args.batch_size)
+    lines += profile_summary
+    lines.append(timings[0])
+    tables.append(timings[1])
+    lines += timings[2:]
+
+    async with bench_database(args.database_url, COPY_DATABASE) as copy_url:
+        parallel, single, indexes = await plain_copy(copy_url, args)
+    ratio = result.rows_per_s / parallel
+    lines += [
+        f"plain COPY of the same {args.events:,} rows into events ({len(indexes)} indexes, no rollups), batches of "
+        f"{args.batch_size:,}: {parallel:,.0f} rows/s on {args.lanes} connections, {single:,.0f} rows/s on one",
+        f"writer / plain COPY ({args.lanes} connections each): {ratio:.2f}x (target >= 0.8x: {met(ratio >= 0.8)})",
+        f"writer rows/s (target >= 50,000: {met(result.rows_per_s >= 50_000)})",
+    ]
+    context.append("events indexes: " + "; ".join(f"`{index}`" for index in indexes))
+    return lines, tables, context
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="server to create bench_writer* on")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--events", type=int, default=1_000_000, help="backlog size (default: %(default)s)")
+    parser.add_argument("--lanes", type=int, default=DEFAULTS.writer_concurrency, help="ANALYTICS_WRITER_CONCURRENCY")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="ANALYTICS_BATCH_SIZE")
+    parser.add_argument("--profile-events", type=int, default=300_000, help="second, profiled drain (0: none)")
+    parser.add_argument("--days", type=float, default=1, help="time span of the backlog (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with Interference() as interference:
+        lines, tables, context = asyncio.run(measure(args))
+    context += [
+        f"events from bench/data.py: 300 sites, Zipf-like sites and paths, 15 % anonymous, 80 % page views, "
+        f"in time order over {args.days:g} day(s) (a backlog of live traffic)",
+        *interference.lines(),
+    ]
+    record_result("writer throughput", lines, context=context, tables=tables)
+
+
+if __name__ == "__main__":
+    main()
