@@ -32,7 +32,7 @@ from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from analytics.config import DEFAULTS
 from analytics.events import EPOCH, Record, encode_record, event_key, now_ms
-from analytics.queue import QueueKeys, snapshot
+from analytics.queue import PUSH_CHUNK, QueueKeys, snapshot
 from analytics.writer import INSERTED_COUNT_SQL, MERGE_SQL, STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
 from bench import profiling
 from bench.data import EventStream
@@ -55,7 +55,6 @@ from bench.results import record_result
 PREFIX: Final = "bench-writer"
 DATABASE: Final = "bench_writer"
 COPY_DATABASE: Final = "bench_writer_copy"
-PUSH_CHUNK: Final = 1000
 PIPELINE_CHUNKS: Final = 20
 POLL_S: Final = 0.05
 DRAIN_TIMEOUT_S: Final = 1800
