@@ -167,9 +167,11 @@ async def test_stats_follow_their_own_cors_setting(client_with: Client) -> None:
 # Tokens and sites
 
 
-async def test_stats_need_a_bearer_token_when_tokens_are_set(client_with: Client) -> None:
+async def test_stats_need_a_bearer_token_when_tokens_are_set(client_with: Client, db: asyncpg.Connection) -> None:
+    await db.execute("INSERT INTO site_totals (site_id, views, users) VALUES ('known', 5, 2)")
     query = "/api/reporting/stats?site_id=nobody"
     async with client_with(api_tokens=("first-token", "second-token")) as client:
+        found = await client.get("/api/reporting/stats?site_id=known", headers={"authorization": "Bearer first-token"})
         missing = await client.get(query)
         not_bearer = await client.get(query, headers={"authorization": "Basic Zmlyc3QtdG9rZW4="})
         wrong = await client.get(query, headers={"authorization": "Bearer first-tokeN"})
@@ -187,6 +189,8 @@ async def test_stats_need_a_bearer_token_when_tokens_are_set(client_with: Client
     assert first.status_code == 404  # through to the query: no data for this site
     assert second.status_code == 404
     assert ingest.status_code == 202  # ingestion needs no token
+    assert found.status_code == 200
+    assert found.json()["data"]["total_views"] == 5
 
 
 def test_open_settings_are_announced_at_start(caplog: pytest.LogCaptureFixture) -> None:
