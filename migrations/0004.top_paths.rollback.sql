@@ -1,0 +1,1 @@
+DROP INDEX daily_path_views_top;
