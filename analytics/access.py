@@ -69,10 +69,6 @@ class CorsPolicy:
             (b"access-control-max-age", str(CORS_MAX_AGE_S).encode()),
         ]
 
-    @property
-    def enabled(self) -> bool:
-        return self._any or bool(self._origins)
-
     def response_headers(self, origin: bytes | None) -> Headers | None:
         """Headers for a response to `origin`: none without an Origin header, None for an origin not allowed."""
         if origin is None:

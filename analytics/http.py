@@ -48,6 +48,7 @@ ORIGIN_REFUSED: Final = Fail(status="fail", message="origin not allowed")
 
 _encode = msgspec.json.Encoder().encode
 _QUEUED: Final = _encode(Queued())
+_ORIGIN_REFUSED_BODY: Final = _encode(ORIGIN_REFUSED)
 
 
 class JSONResponse(Response):
@@ -213,7 +214,6 @@ class Ingest:
         self._events_accepted = metrics.events_accepted
         self._rejected = metrics.rejected
         self._unavailable = metrics.unavailable.labels("redis")
-        self._origin_refused = _encode(ORIGIN_REFUSED)
         self._too_large = _encode(Fail(status="fail", message=f"request body exceeds {max_body_bytes} bytes"))
         self._unsupported = _encode(Fail(status="fail", message="Content-Type must be application/json or text/plain"))
         self._unsupported_encoding = _encode(Fail(status="fail", message="Content-Encoding must be gzip or identity"))
@@ -227,7 +227,7 @@ class Ingest:
         cors = self._cors.response_headers(headers.get(b"origin"))
         if cors is None:
             self._rejected["forbidden"].inc()
-            await _send(send, 403, self._origin_refused)
+            await _send(send, 403, _ORIGIN_REFUSED_BODY)
             return
         try:
             status, body, extra = await self._answer(scope, receive, headers)
@@ -403,7 +403,7 @@ async def _preflight(send: Send, policy: CorsPolicy, origin: bytes) -> None:
     """Answered before Starlette: a browser may send one before every event it cannot send as a simple request."""
     headers = policy.preflight_headers(origin)
     if headers is None:
-        await _send(send, 403, _encode(ORIGIN_REFUSED))
+        await _send(send, 403, _ORIGIN_REFUSED_BODY)
         return
     await send({"type": "http.response.start", "status": 204, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import uvicorn
@@ -38,7 +38,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
 
-    def _arm(self, timeout_s: float, on_expiry: Any) -> None:
+    def _arm(self, timeout_s: float, on_expiry: Callable[[], None]) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(timeout_s, on_expiry)
 
