@@ -109,7 +109,14 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, required)
         app = create_app(metrics, readiness, partial(snapshot, redis, keys), ingestion)
         server = Server(
-            server_config(app, settings.host, settings.port, settings.header_timeout_s, settings.body_timeout_s)
+            server_config(
+                app,
+                settings.host,
+                settings.port,
+                settings.header_timeout_s,
+                settings.body_timeout_s,
+                settings.max_header_bytes,
+            )
         )
         tasks["http"] = asyncio.create_task(server.serve())
         if settings.role.runs_writer:

@@ -65,6 +65,7 @@ class Settings:
     trusted_proxy_header: str | None = None
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    max_header_bytes: int = 32 * 1024
 
     @property
     def flush_interval_s(self) -> float:
@@ -288,6 +289,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "body_timeout_s",
         _number(0.1, 3600),
         "longest a client may take to send a request's body",
+    ),
+    _Var(
+        "ANALYTICS_MAX_HEADER_BYTES",
+        "max_header_bytes",
+        _integer(1024, 1 << 24),
+        "largest request line plus headers accepted (431 past it)",
     ),
 )
 

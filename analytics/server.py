@@ -33,6 +33,7 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    max_header_bytes: int = 32 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,13 +90,18 @@ class Server(uvicorn.Server):
 
 
 def server_config(
-    app: ASGIApp, host: str, port: int, header_timeout_s: float = 10.0, body_timeout_s: float = 30.0
+    app: ASGIApp,
+    host: str,
+    port: int,
+    header_timeout_s: float = 10.0,
+    body_timeout_s: float = 30.0,
+    max_header_bytes: int = 32 * 1024,
 ) -> uvicorn.Config:
     """One configuration for the service and its tests, so what is tested is what runs."""
     protocol = type(
         "ConfiguredDeadlineProtocol",
         (DeadlineProtocol,),
-        {"header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s},
+        {"header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s, "max_header_bytes": max_header_bytes},
     )
     return uvicorn.Config(
         app,

@@ -156,7 +156,11 @@ def api_app(pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, settings: Sett
 async def serving(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
     """Serve `app` with a real uvicorn on a free loopback port, configured as `serve` does; yield its base URL."""
     settings = settings or Settings()
-    server = Server(server_config(app, "127.0.0.1", 0, settings.header_timeout_s, settings.body_timeout_s))
+    server = Server(
+        server_config(
+            app, "127.0.0.1", 0, settings.header_timeout_s, settings.body_timeout_s, settings.max_header_bytes
+        )
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -53,6 +53,19 @@ def event_for(number: int) -> dict[str, Any]:
     }
 
 
+def children_of(parent: int) -> list[int]:
+    """Direct children of a process, read from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after its ')'.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == parent:
+                    children.append(int(entry.name))
+    return children
+
+
 class PostgresServer:
     """Embedded PostgreSQL that can be stopped (fast shutdown) and started again on the same data."""
 
@@ -74,6 +87,20 @@ class PostgresServer:
 
     def close(self) -> None:
         self._server.cleanup()
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, checkpointer, walwriter, ...)."""
+        postmaster = int((Path(self._server.pgdata) / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *children_of(postmaster)]
+
+    def freeze(self) -> None:
+        """`kill -STOP` every PostgreSQL process: connections are accepted by the kernel, nothing answers."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
 
 
 class ValkeyServer:
@@ -103,6 +130,18 @@ class ValkeyServer:
                 return
             time.sleep(0.02)
         raise RuntimeError("valkey-server did not start")
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def freeze(self) -> None:
+        """`kill -STOP`: the port accepts connections, nothing answers."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self._process is not None:
