@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -12,6 +14,7 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 T = TypeVar("T")
 
@@ -170,6 +173,21 @@ def _non_empty(text: str) -> str:
     return text.strip()
 
 
+_HOSTNAME_LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+
+
+def _host(text: str) -> str:
+    """An IP address or a DNS name (RFC 1123); a dotted run of numbers must be a real IPv4 address."""
+    host = _non_empty(text)
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host.strip("[]")))
+    labels = host.rstrip(".").split(".")
+    is_name = len(host) <= 253 and all(_HOSTNAME_LABEL.fullmatch(label) for label in labels)
+    if not is_name or all(label.isdigit() for label in labels):
+        raise ValueError(f"expected an IP address or a host name such as 0.0.0.0 or localhost, got {text!r}")
+    return host
+
+
 def _redis_prefix(text: str) -> str:
     prefix = _non_empty(text)
     if any(char in prefix for char in "{}"):
@@ -181,7 +199,7 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("logfmt", "json")
 
 ENVIRONMENT: Final[tuple[_Var, ...]] = (
-    _Var("HOST", "host", _non_empty, "address the HTTP server binds"),
+    _Var("HOST", "host", _host, "address the HTTP server binds"),
     _Var("PORT", "port", _integer(0, 65535), "port the HTTP server listens on"),
     _Var(
         "DATABASE_URL",
@@ -308,11 +326,27 @@ def describe(field: str) -> str:
     return f"{var.help} (env {var.name}; default: {default})"
 
 
+def _check_env_file(env_file: Path) -> None:
+    """A line python-dotenv cannot parse is skipped with a mere warning: here it is a bad value, like any other.
+
+    Only the line's name is quoted: the rest may be a secret.
+    """
+    with env_file.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                statement = binding.original.string.strip()
+                name = statement.split("=", 1)[0].strip() if "=" in statement else statement[:40]
+                raise ConfigError(
+                    f"{env_file}: line {binding.original.line} cannot be parsed (an unclosed quote?): {name}=…"
+                )
+
+
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
     """Merge defaults < `.env` < environment (CLI flags arrive as environment), validating each value once."""
     environ = os.environ if environ is None else environ
     from_file: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
+        _check_env_file(env_file)
         from_file = {key: value for key, value in dotenv_values(env_file).items() if value is not None}
     values: dict[str, Any] = {}
     for var in ENVIRONMENT:

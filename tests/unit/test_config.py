@@ -115,3 +115,25 @@ def test_env_example_lists_every_setting() -> None:
 def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert [var.name for var in ENVIRONMENT if f"`{var.name}`" not in readme] == []
+
+
+def test_an_env_file_line_that_cannot_be_parsed_is_a_bad_value(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text('PORT=3001\nANALYTICS_API_TOKENS="s3cret\nLOG_LEVEL=debug\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings({}, env_file=env_file)
+    message = str(raised.value)
+    assert "line 2" in message and "ANALYTICS_API_TOKENS" in message
+    assert "s3cret" not in message, "the value may be a secret: only the name is quoted"
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1", "::", "::1", "localhost", "api.internal", "my-host"])
+def test_host_accepts_addresses_and_names(host: str) -> None:
+    assert load_settings({"HOST": host}, env_file=None).host == host
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "1.2.3", "bad host", "-leading.example", "a..b", "http://x", "x" * 64])
+def test_host_refuses_what_cannot_be_bound(host: str) -> None:
+    with pytest.raises(ConfigError, match="HOST: expected an IP address or a host name"):
+        load_settings({"HOST": host}, env_file=None)
