@@ -41,7 +41,9 @@ class EventIn(msgspec.Struct, frozen=True):
 
     site_id: Annotated[str, msgspec.Meta(min_length=1, max_length=SITE_ID_MAX, extra_json_schema=NO_NUL)]
     event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=EVENT_TYPE_MAX, extra_json_schema=NO_NUL)]
-    timestamp: Annotated[datetime, msgspec.Meta(extra_json_schema=TIMESTAMP_SCHEMA)]
+    # Parsed by `timestamp_microseconds`, not msgspec: msgspec rounds a 7th fractional digit (23:59:59.9999999
+    # would become the next day) and refuses a leap second.
+    timestamp: Annotated[str, msgspec.Meta(extra_json_schema=TIMESTAMP_SCHEMA)]
     path: Annotated[str, msgspec.Meta(max_length=PATH_MAX, extra_json_schema=NO_NUL)] | None = None
     user_id: Annotated[str, msgspec.Meta(max_length=USER_ID_MAX, extra_json_schema=NO_NUL)] | None = None
 
@@ -69,6 +71,37 @@ def epoch_microseconds(timestamp: datetime) -> int:
     if timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
     return (timestamp - EPOCH) // ONE_MICROSECOND
+
+
+def timestamp_microseconds(text: str) -> int | None:
+    """UTC microseconds of an ISO 8601 date-time, digits past the sixth truncated; None if it is not one.
+
+    A leap second (23:59:60) is taken as 23:59:59.999999: PostgreSQL has no second 60, and this keeps the event in
+    its minute and day. A lowercase `t` or `z` (RFC 3339 allows them) takes the slower path.
+    """
+    if len(text) < 19 or text[10] not in "Tt ":  # a date alone, or other short forms fromisoformat would accept
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        lenient = _lenient_timestamp(text)
+        if lenient is None:
+            return None
+        parsed = lenient
+    return epoch_microseconds(parsed)
+
+
+def _lenient_timestamp(text: str) -> datetime | None:
+    upper = text.upper()
+    leap = upper[17:19] == "60"
+    if leap:
+        offset = upper[19:].lstrip(".,0123456789")  # the fraction of a leap second is dropped: :59.999999 stands
+        upper = f"{upper[:17]}59{offset}"
+    try:
+        parsed = datetime.fromisoformat(upper)
+    except ValueError:
+        return None
+    return parsed.replace(microsecond=999_999) if leap else parsed
 
 
 def _has_nul(event: EventIn) -> bool:
@@ -109,22 +142,20 @@ def _problems(document: Any, prefix: str) -> list[FieldError]:
     timestamp = document.get("timestamp")
     if timestamp is None or timestamp == "":
         found.append(FieldError(f"{prefix}.timestamp", "timestamp is required"))
-    elif _parse_timestamp(timestamp) is None:
+    elif not isinstance(timestamp, str) or timestamp_microseconds(timestamp) is None:
         found.append(FieldError(f"{prefix}.timestamp", TIMESTAMP_MESSAGE))
     return found
 
 
-def _parse_timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return msgspec.convert(value, datetime)
-    except msgspec.ValidationError:
-        return None
+def _to_record(event: EventIn) -> Record | None:
+    """The record, or None when the timestamp does not parse (the caller then lists every problem).
 
-
-def _to_record(event: EventIn) -> Record:
-    return (event.site_id, event.event_type, event.path, event.user_id, epoch_microseconds(event.timestamp))
+    An empty path or user_id means absent, as null does: in the key, in the rollups, in unique users.
+    """
+    microseconds = timestamp_microseconds(event.timestamp)
+    if microseconds is None:
+        return None
+    return (event.site_id, event.event_type, event.path or None, event.user_id or None, microseconds)
 
 
 def decode_event(body: bytes) -> Record:
@@ -135,7 +166,9 @@ def decode_event(body: bytes) -> Record:
         pass
     else:
         if not _has_nul(event):
-            return _to_record(event)
+            record = _to_record(event)
+            if record is not None:
+                return record
     try:
         document = _decode_any(body)
     except _UNREADABLE as error:
@@ -152,7 +185,14 @@ def decode_events(body: bytes, max_events: int) -> list[Record]:
         pass
     else:
         if 0 < len(events) <= max_events and not any(_has_nul(event) for event in events):
-            return [_to_record(event) for event in events]
+            records: list[Record] = []
+            for event in events:
+                record = _to_record(event)
+                if record is None:
+                    break
+                records.append(record)
+            else:
+                return records
     try:
         document = _decode_any(body)
     except _UNREADABLE as error:
@@ -185,8 +225,14 @@ def encode_record(record: Record, accepted_ms: int | None = None) -> bytes:
 
 
 def decode_record(data: bytes) -> Queued:
-    """Raise `msgspec.DecodeError` (or `ValidationError`) for bytes that are not a record."""
-    return _decode_record.decode(data)
+    """Raise `msgspec.DecodeError` (or `ValidationError`) for bytes that are not a record.
+
+    Records queued before empty strings meant absent may still hold `""`: they are read as null, like new ones.
+    """
+    record = _decode_record.decode(data)
+    if record[2] == "" or record[3] == "":
+        return (record[0], record[1], record[2] or None, record[3] or None, record[4], record[5])
+    return record
 
 
 def event_key(site_id: str, event_type: str, user_id: str | None, path: str | None, ts_us: int) -> str:

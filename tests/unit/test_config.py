@@ -123,7 +123,8 @@ def test_an_env_file_line_that_cannot_be_parsed_is_a_bad_value(tmp_path: Path) -
     with pytest.raises(ConfigError) as raised:
         load_settings({}, env_file=env_file)
     message = str(raised.value)
-    assert "line 2" in message and "ANALYTICS_API_TOKENS" in message
+    assert "line 2" in message
+    assert "ANALYTICS_API_TOKENS" in message
     assert "s3cret" not in message, "the value may be a secret: only the name is quoted"
     assert "\n" not in message
 

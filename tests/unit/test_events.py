@@ -17,6 +17,7 @@ from analytics.events import (
     InvalidInput,
     Record,
     decode_event,
+    decode_events,
     decode_record,
     encode_record,
     epoch_microseconds,
@@ -204,3 +205,34 @@ def test_any_object_is_either_a_record_or_a_complete_list_of_problems(document: 
 def test_arbitrary_bytes_never_escape_as_anything_but_invalid_input(raw: bytes) -> None:
     result = outcome(raw)
     assert not isinstance(result, InvalidInput) or result.errors
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "utc"),
+    [
+        ("2025-12-31T23:59:59.9999999Z", "2025-12-31T23:59:59.999999+00:00"),
+        ("2025-11-12T19:30:01.1234567891Z", "2025-11-12T19:30:01.123456+00:00"),
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999+00:00"),
+        ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999999+00:00"),
+        ("2017-01-01T00:59:60+01:00", "2016-12-31T23:59:59.999999+00:00"),
+        ("2025-11-12t19:30:01z", "2025-11-12T19:30:01+00:00"),
+        ("2025-11-12 19:30:01Z", "2025-11-12T19:30:01+00:00"),
+    ],
+)
+def test_timestamps_are_truncated_to_microseconds_and_leap_seconds_accepted(timestamp: str, utc: str) -> None:
+    assert decode_event(body(timestamp=timestamp))[4] == us(utc)
+
+
+@pytest.mark.parametrize("timestamp", ["2025-11-12", "2025-11-12T19:30Z", "2025-11-12T19:61:00Z", "2025-11-12T25:00Z"])
+def test_date_times_that_are_not_full_are_refused(timestamp: str) -> None:
+    assert errors_of(body(timestamp=timestamp)) == [FieldError("body.timestamp", TIMESTAMP_MESSAGE)]
+
+
+def test_empty_optional_strings_are_absent() -> None:
+    assert decode_event(body(path="", user_id=""))[2:4] == (None, None)
+    assert decode_events(json.dumps([VALID, {**VALID, "path": "", "user_id": ""}]).encode(), 10)[1][2:4] == (None, None)
+
+
+def test_records_queued_with_empty_strings_decode_as_null() -> None:
+    old = msgspec.msgpack.encode(("s", "page_view", "", "", 1, 2))
+    assert decode_record(old) == ("s", "page_view", None, None, 1, 2)
