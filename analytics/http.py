@@ -44,6 +44,7 @@ PROMETHEUS_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 JAVASCRIPT: Final = "application/javascript; charset=utf-8"
 TRACKER_CACHE: Final = {"Cache-Control": "public, max-age=3600"}
 GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 ORIGIN_REFUSED: Final = Fail(status="fail", message="origin not allowed")
 
 _encode = msgspec.json.Encoder().encode
@@ -143,17 +144,28 @@ async def _read_body(headers: Mapping[bytes, bytes], receive: Receive, limit: in
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    """Inflate at most `limit` + 1 bytes: a gzip bomb costs the limit, never its expansion."""
-    inflater = zlib.decompressobj(GZIP_WBITS)
-    try:
-        inflated = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        raise BadGzip from None
-    if len(inflated) > limit:
-        raise BodyTooLarge
-    if not inflater.eof or inflater.unused_data:
-        raise BadGzip
-    return inflated
+    """Inflate at most `limit` + 1 bytes: a gzip bomb costs the limit, never its expansion.
+
+    A gzip file may hold several members one after another (RFC 1952 §2.2; `cat a.gz b.gz`); all are inflated.
+    """
+    members: list[bytes] = []
+    size = 0
+    remaining = body
+    while True:
+        inflater = zlib.decompressobj(GZIP_WBITS)
+        try:
+            inflated = inflater.decompress(remaining, limit + 1 - size)
+        except zlib.error:
+            raise BadGzip from None
+        size += len(inflated)
+        if size > limit:
+            raise BodyTooLarge
+        if not inflater.eof:
+            raise BadGzip
+        members.append(inflated)
+        remaining = inflater.unused_data
+        if not remaining:
+            return b"".join(members)
 
 
 async def _send(send: Send, status: int, body: bytes, extra_headers: Headers = ()) -> None:
@@ -252,6 +264,8 @@ class Ingest:
             body = await _read_body(headers, receive, self._max_body_bytes)
             if encoding == b"gzip":
                 body = _gunzip(body, self._max_body_bytes)
+            if body.startswith(UTF8_BOM):  # .NET and PowerShell send one; RFC 8259 lets a parser ignore it
+                body = body[len(UTF8_BOM) :]
             records = self._decode(body)
         except BodyTooLarge:
             self._rejected["too_large"].inc()
@@ -483,6 +497,8 @@ def create_app(
             Route("/tracker.js", tracker, methods=["GET"]),
         ]
     starlette = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
+    # Starlette would answer `/path/` with a 307 to a URL built from the client's Host header: a 404 instead.
+    starlette.router.redirect_slashes = False
     starlette.state.metrics = metrics
     starlette.state.readiness = readiness
     starlette.state.queue_snapshot = queue_snapshot
