@@ -44,7 +44,9 @@ async def test_a_multi_member_gzip_body_is_read_whole(
     assert await redis.llen(keys.queue) == 3
 
 
-async def test_the_body_limit_counts_every_member(api: httpx.AsyncClient, redis: aioredis.Redis, keys: QueueKeys) -> None:
+async def test_the_body_limit_counts_every_member(
+    api: httpx.AsyncClient, redis: aioredis.Redis, keys: QueueKeys
+) -> None:
     padding = b" " * (1024 * 1024 - 10)  # one member under the limit, both together over it
     members = gzip.compress(json_bytes(event())[:-1] + b",") + gzip.compress(b'"x": "' + padding + b'"}')
     response = await api.post("/api/ingestion/event", content=members, headers={"content-encoding": "gzip"})
