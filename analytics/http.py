@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg
 import msgspec
@@ -34,12 +34,18 @@ from analytics.stats import parse_stats_query, site_stats
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 RETRY_AFTER: Final = (b"retry-after", b"1")
 HEALTHY: Final = Healthy("API is running, healthy, and ready!")
 NO_DATA: Final = "No analytics data found for the specified criteria."
 INTERNAL_ERROR: Final = InternalError()
 READINESS_TIMEOUT_S: Final = 1.0
+# How long a check this role does not need may still take once the required ones have answered.
+OPTIONAL_CHECK_GRACE_S: Final = 0.05
+# A stats answer, or a 503 saying the database did not give one in time.
+STATS_DEADLINE_S: Final = 3.0
 PROMETHEUS_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 JAVASCRIPT: Final = "application/javascript; charset=utf-8"
 TRACKER_CACHE: Final = {"Cache-Control": "public, max-age=3600"}
@@ -75,24 +81,57 @@ HealthCheck = Callable[[], Awaitable[None]]
 
 
 class Readiness:
-    """Named dependency checks, run concurrently with a timeout; ready when every required one answers."""
+    """Named dependency checks, run concurrently; ready when every required one answers within the timeout.
+
+    Only the required checks are waited for: a check this role can do without (PostgreSQL for the api role) is
+    reported as it stands once the required ones are in, after at most a short grace, so a frozen database never
+    slows an ingestion pod's probe.
+    """
 
     def __init__(self, checks: Mapping[str, HealthCheck], required: Collection[str]) -> None:
         self._checks = dict(checks)
         self._required = frozenset(required)
 
     async def __call__(self) -> tuple[bool, dict[str, str]]:
-        results = await asyncio.gather(*(self._probe(check) for check in self._checks.values()))
-        states = dict(zip(self._checks, results, strict=True))
+        probes = {name: asyncio.ensure_future(check()) for name, check in self._checks.items()}
+        required = [probe for name, probe in probes.items() if name in self._required]
+        if required:
+            await asyncio.wait(required, timeout=READINESS_TIMEOUT_S)
+        optional = [probe for probe in probes.values() if not probe.done()]
+        if optional:
+            await asyncio.wait(optional, timeout=OPTIONAL_CHECK_GRACE_S if required else READINESS_TIMEOUT_S)
+        states = {name: _settled_state(probe) for name, probe in probes.items()}
         return all(states[name] == "up" for name in self._required), states
 
-    @staticmethod
-    async def _probe(check: HealthCheck) -> str:
-        try:
-            await asyncio.wait_for(check(), READINESS_TIMEOUT_S)
-        except Exception:
-            return "down"
-        return "up"
+
+def _settled_state(probe: asyncio.Future[None]) -> str:
+    """`up` for a probe that finished cleanly; anything else is `down`, and an unfinished one is abandoned."""
+    if not probe.done():
+        _abandon(probe)
+        return "down"
+    return "up" if not probe.cancelled() and probe.exception() is None else "down"
+
+
+def _abandon(future: asyncio.Future[Any]) -> None:
+    """Cancel without waiting: asyncpg's cancellation of a query sends a cancel request to the server and waits for
+    it, so awaiting it (as `asyncio.wait_for` does) takes as long as a frozen server stays frozen."""
+    future.cancel()
+    future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def within(timeout_s: float, awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` for at most `timeout_s`, raising `TimeoutError` then and abandoning (not awaiting) it."""
+    future = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({future}, timeout=timeout_s)
+    if not done:
+        _abandon(future)
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
+    return future.result()
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +372,7 @@ async def metrics_endpoint(request: Request) -> Response:
     """Counters of this process, plus the queue as Redis sees it now (skipped, not failed, when Redis is away)."""
     metrics: Metrics = request.app.state.metrics
     try:
-        queue: QueueSnapshot = await asyncio.wait_for(request.app.state.queue_snapshot(), READINESS_TIMEOUT_S)
+        queue: QueueSnapshot = await within(READINESS_TIMEOUT_S, request.app.state.queue_snapshot())
     except Exception:
         logger.debug("queue gauges skipped: Redis did not answer")
     else:
@@ -374,7 +413,7 @@ async def _authorized_stats(request: Request, rules: AccessRules) -> Response:
         return JSONResponse(Invalid(errors=invalid.errors), status_code=400)
     state = request.app.state
     try:
-        result = await site_stats(state.ingestion.pool, query)
+        result = await within(STATS_DEADLINE_S, site_stats(state.ingestion.pool, query))
     except TRANSIENT_ERRORS as error:
         state.database_state.failed(error)
         state.metrics.unavailable.labels("postgresql").inc()
