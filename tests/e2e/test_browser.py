@@ -256,6 +256,19 @@ async def test_without_a_site_id_the_tracker_does_nothing(browser: Browser, api:
         assert visit.errors == []
 
 
+async def test_a_user_id_over_the_contract_limit_is_cut_not_refused(
+    browser: Browser, service: httpx.AsyncClient
+) -> None:
+    """Every beacon of a page whose user id is too long used to be a silent 400: the tracker cuts it to 256."""
+    site_id = f"browser-{secrets.token_hex(6)}"
+    service_url = str(service.base_url).rstrip("/")
+    async with visiting(browser, service_url, site_id, "u" * 300) as (visit, origin):
+        await visit.page.goto(f"{origin}/app/first")
+        data = await stats_with_views(service, site_id, 1)
+        assert data["unique_users"] == 1
+        assert visit.errors == []
+
+
 def test_the_tracker_fits_in_2_kib() -> None:
     assert TRACKER.stat().st_size <= TRACKER_MAX_BYTES
 
