@@ -10,14 +10,16 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Coroutine, Iterator, Sequence
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
+import asyncpg
 import msgspec
 import uvloop
 
@@ -25,7 +27,7 @@ from analytics import logs
 from analytics.access import AccessRules
 from analytics.config import ConfigError, Role, Settings, describe, load_settings
 from analytics.db import create_pool, migrate, ping_database
-from analytics.embedded import embedded_postgres, embedded_valkey
+from analytics.embedded import POSTGRESQL, VALKEY, Access, Backend, EmbeddedError, Kind, embedded_server, running
 from analytics.events import EPOCH, decode_record
 from analytics.http import Ingestion, Readiness, create_app
 from analytics.metrics import Metrics
@@ -36,6 +38,10 @@ from analytics.writer import Writer, new_writer_id
 logger = logging.getLogger("analytics")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How often `serve` checks that the embedded servers it started still run.
+WATCH_INTERVAL_S: Final = 0.5
+# asyncpg's Pool.close() waits for every connection to be released; past this, they are cut.
+POOL_CLOSE_TIMEOUT_S: Final = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,37 +72,76 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[str]:
-    """The configured URL, or an embedded server started for this run and stopped after it."""
-    if settings.database_url:
-        yield settings.database_url
+def _backend(settings: Settings, kind: Kind, access: Access) -> Iterator[Backend]:
+    """The configured server, or the data dir's embedded one (see `embedded_server` for `access`)."""
+    configured = settings.database_url if kind is POSTGRESQL else settings.redis_url
+    if configured:
+        yield Backend(kind, configured)
     else:
-        with embedded_postgres(settings.data_dir) as url:
-            yield url
+        with embedded_server(settings.data_dir, kind, access) as backend:
+            yield backend
 
 
 @contextlib.contextmanager
-def _redis(settings: Settings) -> Iterator[str]:
-    if settings.redis_url:
-        yield settings.redis_url
-    else:
-        with embedded_valkey(settings.data_dir) as url:
-            yield url
+def _listening(host: str, port: int) -> Iterator[list[socket.socket]]:
+    """The HTTP sockets, bound before anything starts: a port in use or a bad HOST is one line, not a half-started
+    service. Every address the host resolves to, as uvicorn (asyncio's create_server) would bind them."""
+    sockets: list[socket.socket] = []
+    try:
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, kind, protocol, _, address in dict.fromkeys(addresses):
+                sockets.append(socket.socket(family, kind, protocol))
+                sockets[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sockets[-1].setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sockets[-1].bind(address)
+        except OSError as error:
+            raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
-async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> int:
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _first_to_exit(backends: Sequence[Backend]) -> Backend:
+    """The first embedded server this process started to exit; never returns while they all run."""
+    watched = {backend: backend.pid for backend in backends if backend.pid is not None}
+    while True:
+        for backend, pid in watched.items():
+            if not running(pid):
+                return backend
+        await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Bounded: a connection stuck on a dead or frozen PostgreSQL must not hold up the rest of the shutdown."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        pool.terminate()
+
+
+async def _run_roles(
+    settings: Settings, database: Backend, redis_backend: Backend, sockets: list[socket.socket]
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     previous_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
-    redis = connect_redis(redis_url)
+    redis = connect_redis(redis_backend.url)
     keys = QueueKeys(settings.redis_prefix)
     metrics = Metrics()
     tasks: dict[str, asyncio.Task[Any]] = {}
     writers: list[Writer] = []
     pusher: Pusher | None = None
-    pool = await create_pool(database_url, settings.db_pool_size if settings.role.runs_api else 1)
+    pool = await create_pool(database.url, settings.db_pool_size if settings.role.runs_api else 1)
     try:
         ingestion = None
         if settings.role.runs_api:
@@ -118,20 +163,13 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
                 settings.max_header_bytes,
             )
         )
-        tasks["http"] = asyncio.create_task(server.serve())
+        tasks["http"] = asyncio.create_task(server.serve(sockets))
         if settings.role.runs_writer:
             for lane in range(settings.writer_concurrency):
                 queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
-                writers.append(Writer(settings, database_url, queue, metrics))
+                writers.append(Writer(settings, database.url, queue, metrics))
                 tasks[f"writer {lane}"] = asyncio.create_task(writers[-1].run())
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        failed = [name for name, task in tasks.items() if task.done()]
-        if failed:
-            logger.error("%s stopped unexpectedly; shutting down", ", ".join(failed))
-        else:
-            logger.info("stopping")
+        code = await _until_stopped(stop, tasks, [database, redis_backend])
         # Order matters: the api finishes in-flight requests (their pushes included) before the writer stops.
         server.should_exit = True
         await _settle(tasks["http"])
@@ -142,13 +180,36 @@ async def _run_roles(settings: Settings, database_url: str, redis_url: str) -> i
         for name, task in tasks.items():
             if name.startswith("writer"):
                 await _settle(task)
-        return 1 if failed else 0
+        return code
     finally:
         for signum, handler in previous_handlers.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, handler)
-        await pool.close()
+        await _close_pool(pool)
         await redis.aclose()
+
+
+async def _until_stopped(stop: asyncio.Event, tasks: dict[str, asyncio.Task[Any]], backends: Sequence[Backend]) -> int:
+    """Wait for a stop signal, a role that ends, or an embedded server that dies; say which; return the exit code."""
+    stopper = asyncio.create_task(stop.wait())
+    watcher = asyncio.create_task(_first_to_exit(backends))
+    done, _ = await asyncio.wait([stopper, watcher, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    watcher.cancel()
+    failed = [name for name, task in tasks.items() if task.done()]
+    if watcher in done:
+        died = watcher.result()
+        logger.error(
+            "embedded %s (pid %s) exited unexpectedly: stopping the service; a supervisor should restart it",
+            died.kind.name,
+            died.pid,
+        )
+        return 1
+    if failed:
+        logger.error("%s stopped unexpectedly; shutting down", ", ".join(failed))
+        return 1
+    logger.info("stopping")
+    return 0
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:
@@ -160,11 +221,15 @@ async def _settle(task: asyncio.Task[Any]) -> None:
 
 
 def _serve(settings: Settings) -> int:
-    with _database(settings) as database_url, _redis(settings) as redis_url:
+    with (
+        _listening(settings.host, settings.port) as sockets,
+        _backend(settings, POSTGRESQL, Access.EXCLUSIVE) as database,
+        _backend(settings, VALKEY, Access.EXCLUSIVE) as redis,
+    ):
         if settings.migrate:
-            migrate(database_url)
-        logger.info("serving role %s on http://%s:%s", settings.role.value, settings.host, settings.port)
-        return _run(_run_roles(settings, database_url, redis_url))
+            migrate(database.url)
+        logger.info("serving role %s on %s", settings.role.value, ", ".join(_url(sock) for sock in sockets))
+        return _run(_run_roles(settings, database, redis, sockets))
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
@@ -223,19 +288,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         if args.command == "migrate":
-            with _database(settings) as database_url:
-                applied = migrate(database_url)
+            with _backend(settings, POSTGRESQL, Access.SHARED) as database:
+                applied = migrate(database.url)
             print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
             code = 0
         elif args.command == "dead-letters":
-            with _redis(settings) as redis_url:
-                code = _run(_dead_letters(redis_url, settings.redis_prefix, args.action, args.limit))
+            with _backend(settings, VALKEY, Access.SHARED_EXISTING) as redis:
+                code = _run(_dead_letters(redis.url, settings.redis_prefix, args.action, args.limit))
         else:
             code = _serve(settings)
     except KeyboardInterrupt:
         code = 130
     except ConfigError as error:
         _fail(str(error), 2)
-    except OSError as error:
+    except (OSError, EmbeddedError) as error:
         _fail(str(error), 1)
     raise SystemExit(code)
