@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -27,3 +28,19 @@ async def test_the_readme_quotes_the_413_and_415_the_service_sends(api: httpx.As
     )
     assert (too_large.status_code, too_large.json()) == (413, quoted[413])
     assert (unsupported.status_code, unsupported.json()) == (415, quoted[415])
+
+
+async def test_the_readme_quotes_the_431_and_the_parsers_400(api: httpx.AsyncClient) -> None:
+    quoted = quoted_answers()
+    big_headers = await api.post("/api/ingestion/event", json=event(), headers={"x-padding": "p" * 40_000})
+    assert (big_headers.status_code, big_headers.json()) == (431, quoted[431])
+
+    port = api.base_url.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /api/ingestion/event HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body) == quoted[400]
