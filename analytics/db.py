@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 import asyncpg
@@ -12,8 +15,8 @@ from yoyo import get_backend, read_migrations
 
 logger = logging.getLogger(__name__)
 
-# "Try again later", as opposed to "this data can never be written": the server is unreachable, restarting
-# (57P01 admin shutdown, 57P03 starting up), out of resources (53xxx), or chose this transaction as a deadlock victim.
+# What the stats read path answers 503 for: the server is unreachable, restarting (57P01 admin shutdown, 57P03
+# starting up), out of resources (53xxx), or chose this transaction as a deadlock victim. The writer uses `classify`.
 TRANSIENT_ERRORS: Final = (
     OSError,
     TimeoutError,
@@ -23,6 +26,82 @@ TRANSIENT_ERRORS: Final = (
     asyncpg.InsufficientResourcesError,
     asyncpg.TransactionRollbackError,
 )
+
+
+class ErrorKind(enum.Enum):
+    """What a failed write means, and so what the writer does with its batch."""
+
+    TRANSIENT = "transient"  # passes by itself (restart, failover, load): keep the batch, back off, retry; warn once
+    OPERATOR = "operator"  # will not pass until a person acts (schema, permission, config): the same, logged as error
+    POISON = "poison"  # these rows can never be written: bisect the batch and dead-letter the rows at fault
+
+
+# Raised in this process, checked in order (first isinstance match): COPY encodes rows client-side, and a lost
+# connection surfaces as OSError, TimeoutError or InterfaceError rather than as a SQLSTATE.
+CLIENT_ERROR_KINDS: Final[tuple[tuple[type[BaseException], ErrorKind], ...]] = (
+    # A value COPY cannot encode: a lone surrogate in text, a number outside int8.
+    (UnicodeEncodeError, ErrorKind.POISON),
+    (OverflowError, ErrorKind.POISON),
+    # The schema changed under a cached plan (a new connection re-prepares), or a failover left us on a standby.
+    (asyncpg.InvalidCachedStatementError, ErrorKind.TRANSIENT),
+    (asyncpg.OutdatedSchemaCacheError, ErrorKind.TRANSIENT),
+    (asyncpg.TargetServerAttributeNotMatched, ErrorKind.TRANSIENT),
+    # A DATABASE_URL option or a server this driver cannot work with.
+    (asyncpg.ClientConfigurationError, ErrorKind.OPERATOR),
+    (asyncpg.UnsupportedServerFeatureError, ErrorKind.OPERATOR),
+    (asyncpg.UnsupportedClientFeatureError, ErrorKind.OPERATOR),
+    # The connection closed or broke under the batch; refused, reset, unreachable; a connect or command timeout
+    # (TimeoutError is an OSError).
+    (asyncpg.InterfaceError, ErrorKind.TRANSIENT),
+    (OSError, ErrorKind.TRANSIENT),
+    # A protocol error: a driver or proxy problem.
+    (asyncpg.InternalClientError, ErrorKind.OPERATOR),
+)
+
+# Server errors by SQLSTATE: the full code if listed, else its class (first two characters), else OPERATOR.
+# https://www.postgresql.org/docs/current/errcodes-appendix.html
+SQLSTATE_KINDS: Final[Mapping[str, ErrorKind]] = MappingProxyType(
+    {
+        "08": ErrorKind.TRANSIENT,  # connection exception
+        "25006": ErrorKind.TRANSIENT,  # read-only transaction: failover, maintenance, default_transaction_read_only
+        "25P03": ErrorKind.TRANSIENT,  # idle-in-transaction session timeout
+        "25P04": ErrorKind.TRANSIENT,  # transaction timeout
+        "40": ErrorKind.TRANSIENT,  # serialization failure, deadlock victim, statement completion unknown
+        "53": ErrorKind.TRANSIENT,  # disk full, out of memory, too many connections
+        "55006": ErrorKind.TRANSIENT,  # object in use
+        "55P03": ErrorKind.TRANSIENT,  # lock not available (lock_timeout)
+        "57": ErrorKind.TRANSIENT,  # admin or crash shutdown, cannot connect now, query canceled (statement_timeout)
+        "57P04": ErrorKind.OPERATOR,  # database dropped
+        "72": ErrorKind.TRANSIENT,  # snapshot too old
+        "22": ErrorKind.POISON,  # data exception: a value PostgreSQL refuses
+        "23": ErrorKind.POISON,  # integrity constraint violation
+        "54": ErrorKind.POISON,  # program limit exceeded: a value too large to index or store
+        "0A": ErrorKind.OPERATOR,  # feature not supported
+        "26": ErrorKind.OPERATOR,  # prepared statement missing: a pooler in transaction mode
+        "28": ErrorKind.OPERATOR,  # authorization: wrong password, no pg_hba.conf entry
+        "3D": ErrorKind.OPERATOR,  # database does not exist
+        "3F": ErrorKind.OPERATOR,  # schema does not exist
+        "42": ErrorKind.OPERATOR,  # undefined table or column, insufficient privilege
+        "58": ErrorKind.OPERATOR,  # I/O error, missing file
+        "XX": ErrorKind.OPERATOR,  # internal error, data corrupted
+    }
+)
+
+
+def classify(error: BaseException) -> ErrorKind | None:
+    """What a failure of a database write means; None for what is not a database error at all (a bug: let it raise).
+
+    A PostgreSQL error this table does not name is OPERATOR: retried and logged as an error, because neither
+    killing the process nor dead-lettering data is right for a condition of the server.
+    """
+    for kind, verdict in CLIENT_ERROR_KINDS:
+        if isinstance(error, kind):
+            return verdict
+    if isinstance(error, asyncpg.PostgresError):
+        sqlstate: str = getattr(error, "sqlstate", None) or ""
+        return SQLSTATE_KINDS.get(sqlstate) or SQLSTATE_KINDS.get(sqlstate[:2], ErrorKind.OPERATOR)
+    return None
+
 
 _PACKAGED_MIGRATIONS = Path(__file__).with_name("migrations")
 _SOURCE_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"

@@ -20,6 +20,10 @@ logger = logging.getLogger(__name__)
 
 PUSH_CHUNK: Final = 1000
 LENGTH_RECHECK_S: Final = 0.1
+# A request is answered within this of reaching the pusher: 202 if Redis acknowledged by then, else 503.
+PUSH_DEADLINE_S: Final = 1.0
+# A batch left with less time than this is answered 503 unsent: the push before it was slow or stuck.
+MIN_PUSH_BUDGET_S: Final = 0.1
 
 # Move up to ARGV[1] records from the queue head into a processing list, atomically. Lua's unpack() fails past
 # ~8,000 values and a script is not rolled back, so push in chunks and trim last: a failure can duplicate
@@ -49,6 +53,18 @@ for i = 1, n, 1000 do
 end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[4], ARGV[1])
+return n
+"""
+
+# Give this writer's own processing list back to the queue. KEYS: queue, processing list. Returns the records moved.
+# The list is deleted only after every chunk was pushed: a failure part-way can duplicate, never lose.
+GIVE_BACK_SCRIPT: Final = """
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+local n = #items
+for i = 1, n, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(items, i, math.min(i + 999, n)))
+end
+redis.call('DEL', KEYS[2])
 return n
 """
 
@@ -106,7 +122,11 @@ _decode_dead = msgspec.msgpack.Decoder(DeadLetter).decode
 
 
 def connect_redis(url: str) -> aioredis.Redis:
-    """A client that fails fast (the api answers 503 rather than hang) and pings idle connections before use."""
+    """A client that pings idle connections before use and gives up on a silent server after 5 s.
+
+    Shared by the api, the writers (whose blocking BLMOVE must fit in the socket timeout) and the CLI; ingestion
+    does not wait for this timeout: the `Pusher` bounds every push by its own deadline.
+    """
     # redis-py types its async commands as `Awaitable[T] | T` (shared with the sync client): hence the casts below.
     return aioredis.Redis.from_url(  # type: ignore[no-any-return]
         url,
@@ -122,15 +142,24 @@ class Pusher:
 
     One push is in flight at a time; requests arriving meanwhile wait for the next one, so under load each
     round trip carries many requests. MULTI/EXEC makes a push all-or-nothing: a request answered 503 queued none
-    of its records.
+    of its records, unless Redis executed a push whose answer never came ("not confirmed").
+
+    Every batch has a deadline: `deadline_s` after its oldest request arrived. A push still unanswered then is
+    abandoned (its connection dropped) and its requests answered 503; a batch that waited behind it until too
+    little time is left is answered 503 without being sent. So a Redis that stops answering (frozen, partitioned)
+    costs each request at most `deadline_s`, no waiters pile up, and the next push after it answers succeeds.
     """
 
-    def __init__(self, client: aioredis.Redis, keys: QueueKeys, max_length: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: QueueKeys, max_length: int, deadline_s: float = PUSH_DEADLINE_S
+    ) -> None:
         self.client = client
         self.keys = keys
         self._key = keys.queue
         self._max_length = max_length
+        self._deadline_s = deadline_s
         self._pending: list[tuple[Sequence[bytes], asyncio.Future[None]]] = []
+        self._oldest_at = 0.0  # loop time when the oldest pending request arrived
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._known_length = 0
@@ -144,6 +173,8 @@ class Pusher:
             # Looked up once: on Python 3.11 every get_running_loop() is a getpid() system call.
             self._loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = self._loop.create_future()
+        if not self._pending:
+            self._oldest_at = self._loop.time()
         self._pending.append((records, future))
         if self._flusher is None:
             self._flusher = self._loop.create_task(self._flush_while_pending())
@@ -155,25 +186,38 @@ class Pusher:
             await asyncio.shield(self._flusher)
 
     async def _flush_while_pending(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                await self._flush(batch)
+                deadline = self._oldest_at + self._deadline_s
+                if deadline - loop.time() < MIN_PUSH_BUDGET_S:
+                    self._settle(batch, QueueUnavailable("waited behind a push Redis was slow to answer; not sent"))
+                else:
+                    await self._flush(batch, deadline)
         finally:
             self._flusher = None
 
-    async def _flush(self, batch: list[tuple[Sequence[bytes], asyncio.Future[None]]]) -> None:
+    async def _flush(self, batch: list[tuple[Sequence[bytes], asyncio.Future[None]]], deadline: float) -> None:
         error: Exception | None = None
         try:
-            if await self._over_cap():
-                error = QueueFull(f"the queue holds {self._known_length} events, its cap is {self._max_length}")
-            else:
-                self._known_length = await self._rpush([record for records, _ in batch for record in records])
+            async with asyncio.timeout_at(deadline):
+                if await self._over_cap():
+                    error = QueueFull(f"the queue holds {self._known_length} events, its cap is {self._max_length}")
+                else:
+                    self._known_length = await self._rpush([record for records, _ in batch for record in records])
         except RedisError as failure:
             error = QueueUnavailable(str(failure))
             self._redis.failed(failure)
+        except TimeoutError:
+            error = QueueUnavailable(f"no answer from Redis within {self._deadline_s} s")
+            self._redis.failed(error)
         else:
             self._redis.recovered()
+        self._settle(batch, error)
+
+    @staticmethod
+    def _settle(batch: list[tuple[Sequence[bytes], asyncio.Future[None]]], error: Exception | None) -> None:
         for _, future in batch:
             if future.done():
                 continue
@@ -221,6 +265,7 @@ class WriterQueue:
         self._processing = keys.processing(writer_id)
         self._claim = client.register_script(CLAIM_SCRIPT)
         self._recover = client.register_script(RECOVER_SCRIPT)
+        self._give_back = client.register_script(GIVE_BACK_SCRIPT)
 
     async def heartbeat(self) -> None:
         """Prove this writer alive; (re-)register it so recovery knows its processing list."""
@@ -255,14 +300,12 @@ class WriterQueue:
         await self._client.delete(self._processing)
 
     async def give_back(self) -> int:
-        """Return this writer's uncommitted batch to the queue (shutdown without a database)."""
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.lrange(self._processing, 0, -1)
-            pipe.delete(self._processing)
-            items, _ = await pipe.execute()
-        for start in range(0, len(items), PUSH_CHUNK):
-            await cast("Awaitable[int]", self._client.rpush(self._keys.queue, *items[start : start + PUSH_CHUNK]))
-        return len(items)
+        """Return this writer's uncommitted batch to the queue (shutdown without a database), in one script.
+
+        Read, re-push and delete in separate commands would lose the batch to an error or a kill between them.
+        """
+        moved: int = await self._give_back(keys=[self._keys.queue, self._processing])
+        return moved
 
     async def recover_orphans(self) -> int:
         """Re-queue the processing lists of writers whose heartbeat expired. Returns the records moved."""

@@ -18,7 +18,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from analytics.config import Settings
-from analytics.db import TRANSIENT_ERRORS
+from analytics.db import ErrorKind, classify
 from analytics.events import Queued, decode_record, event_key, now_ms
 from analytics.logs import StateLog, describe_error
 from analytics.metrics import Metrics
@@ -131,13 +131,6 @@ ON CONFLICT (site_id) DO UPDATE
 SET views = rollup.views + excluded.views, users = rollup.users + excluded.users;
 """
 
-# Errors that say "this data can never be written", as opposed to "the database is not answering".
-POISON_ERRORS: Final = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    asyncpg.ProgramLimitExceededError,
-    UnicodeEncodeError,
-)
 BACKOFF_BASE_S: Final = 0.1
 BACKOFF_CAP_S: Final = 5.0
 IDLE_WAIT_S: Final = 0.25
@@ -191,6 +184,7 @@ class Writer:
             f"{name}: postgresql unavailable, keeping its batch and retrying",
             f"{name}: postgresql available again",
         )
+        self._operator_alerted = False  # an error that needs a person was logged during the current outage
         self.stored = 0
 
     def stop(self) -> None:
@@ -264,10 +258,15 @@ class Writer:
             try:
                 inserted, rejected = await self._store(kept, records)
                 self._database.recovered()
+                self._operator_alerted = False
                 break
-            except TRANSIENT_ERRORS as error:
+            except Exception as error:
+                # Poison never gets here (_store bisects it away); whatever the database says, the batch is kept.
+                kind = classify(error)
+                if kind is None:
+                    raise
                 await self._drop_connection()
-                self._database.failed(error)
+                self._database_failed(error, kind)
                 if self._stop.is_set():
                     returned = await self._queue.give_back()
                     logger.warning("stopping while PostgreSQL is unavailable: returned %s events", returned)
@@ -276,6 +275,21 @@ class Writer:
         if rejected:
             await self._dead_letter(rejected)
         self._observe(records, inserted, rejected, time.perf_counter() - started)
+
+    def _database_failed(self, error: Exception, kind: ErrorKind) -> None:
+        """One line per outage: a warning for what passes by itself, an error for what needs a person to fix."""
+        if kind is not ErrorKind.OPERATOR:
+            self._database.failed(error)
+            return
+        if not self._operator_alerted:
+            self._operator_alerted = True
+            logger.error(
+                "writer %s: postgresql refuses the batch and needs an operator (schema, permission, configuration, or "
+                "an unclassified error); keeping it and retrying: %s",
+                self._queue.writer_id,
+                describe_error(error),
+            )
+        self._database.failures += 1  # the backoff grows, and the recovery is logged, as for any outage
 
     def _observe(self, records: Sequence[Queued], inserted: int, rejected: Sequence[object], seconds: float) -> None:
         self.stored += inserted
@@ -302,7 +316,9 @@ class Writer:
         connection = await self._connect()
         try:
             return await merge(connection, records), []
-        except POISON_ERRORS as error:
+        except Exception as error:
+            if classify(error) is not ErrorKind.POISON:
+                raise
             if len(records) == 1:
                 return 0, [(raw[0], f"rejected by PostgreSQL: {describe_error(error)}")]
         middle = len(records) // 2
@@ -313,7 +329,11 @@ class Writer:
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
             connection: asyncpg.Connection = await asyncpg.connect(self._database_url, timeout=5, command_timeout=60)
-            await prepare(connection)
+            try:
+                await prepare(connection)
+            except BaseException:
+                connection.terminate()  # e.g. a read-only server refuses the staging tables: do not leak it
+                raise
             self._connection = connection
         return self._connection
 
@@ -324,8 +344,12 @@ class Writer:
 
     async def _close(self) -> None:
         if self._connection is not None:
-            with contextlib.suppress(*TRANSIENT_ERRORS):
+            try:
                 await self._connection.close(timeout=5)
+            except Exception as error:
+                if classify(error) is None:
+                    raise
+                self._connection.terminate()  # whatever the server said, this connection is done
             self._connection = None
         with contextlib.suppress(RedisError):
             # Anything still in processing (a stop mid-claim) goes back before this writer stops being recoverable.
