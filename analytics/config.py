@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from analytics.errors import AnalyticsError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(AnalyticsError, ValueError):
     """A setting that cannot be used; its message is one line meant for a human."""
 
 

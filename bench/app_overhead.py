@@ -29,11 +29,15 @@ import asyncpg
 import uvloop
 from starlette.types import ASGIApp, Message, Scope
 
-from analytics.access import AccessRules
 from analytics.config import Settings
-from analytics.http import App, Ingest, Ingestion, Readiness, create_app
-from analytics.metrics import Metrics
-from analytics.queue import Pusher, QueueKeys, QueueSnapshot, connect_redis
+from analytics.observability.metrics import Metrics
+from analytics.queue.client import QueueSnapshot, connect_redis
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import Pusher
+from analytics.web.access import AccessRules
+from analytics.web.app import App, Ingestion, create_app
+from analytics.web.health import Readiness
+from analytics.web.ingest import Ingest
 from bench.harness import DEFAULT_REDIS_URL, Interference, delete_prefix
 from bench.results import record_result
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Final
 
-from analytics.events import Record, epoch_microseconds
+from analytics.events.contract import epoch_microseconds
+from analytics.events.record import Event
 
 SITES: Final = 300
 DAYS: Final = 90
@@ -52,23 +53,23 @@ class EventStream:
         self._start_us = epoch_microseconds(END) - span_us
         self._slot_us = span_us / total
 
-    def events(self, count: int) -> list[Record]:
+    def events(self, count: int) -> list[Event]:
         """The next `count` events of the stream (it may run past `total`: later times, same spacing)."""
         draw = self._random
         first = self._emitted
         self._emitted += count
         sites = draw.choices(range(SITES), cum_weights=self._site_cum, k=count)
         types = draw.choices(EVENT_TYPES, weights=EVENT_TYPE_WEIGHTS, k=count)
-        records: list[Record] = []
+        records: list[Event] = []
         for index, (site, event_type) in enumerate(zip(sites, types, strict=True), first):
             paths, cum = self._paths[site]
             path = draw.choices(paths, cum_weights=cum)[0]
             user = None if draw.random() < ANONYMOUS_SHARE else f"u{site + 1}-{draw.randrange(self._users[site])}"
             timestamp = self._start_us + int((index + draw.random()) * self._slot_us)
-            records.append((site_id(site + 1), event_type, path, user, timestamp))
+            records.append(Event(site_id(site + 1), event_type, path, user, timestamp))
         return records
 
-    def batches(self, count: int, size: int) -> Iterator[list[Record]]:
+    def batches(self, count: int, size: int) -> Iterator[list[Event]]:
         """The next `count` events, `size` at a time."""
         for start in range(0, count, size):
             yield self.events(min(size, count - start))

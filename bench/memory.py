@@ -15,7 +15,7 @@ import asyncio
 from typing import Final
 
 from analytics.config import DEFAULTS
-from analytics.queue import QueueKeys
+from analytics.queue.keys import QueueKeys
 from bench import queue_memory
 from bench.data import EventStream
 from bench.harness import (

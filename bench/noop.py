@@ -1,8 +1,9 @@
 """The HTTP ceiling: a raw ASGI app that reads the body and answers 202 `{"status":"queued"}`, nothing else.
 
 `--server service` (the default) serves it exactly as `analytics serve` serves the real app: the uvicorn
-configuration from analytics.server.server_config (its httptools-based protocol with read deadlines, lifespan off,
-access log off, no proxy headers, no log config) on a uvloop loop started with `uvloop.run`, as analytics/cli.py does.
+configuration from analytics.web.server.server_config (its httptools-based protocol with read deadlines, lifespan off,
+access log off, no proxy headers, no log config) on a uvloop loop started with `uvloop.run`, as
+analytics/service.py does.
 `--server plain` serves it with stock uvicorn settings of that kind (httptools, lifespan off, access log off), the
 reference without the service's protocol subclass. `bench.ingest` runs it as a subprocess:
     python -m bench.noop --port 3999 [--server service|plain]
@@ -17,7 +18,7 @@ import uvicorn
 import uvloop
 from starlette.types import Receive, Scope, Send
 
-from analytics.server import server_config
+from analytics.web.server import server_config
 
 BODY: Final = b'{"status":"queued"}'
 HEADERS: Final = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]

@@ -61,7 +61,7 @@ class Profile:
 
 
 def _short(frame: str) -> str:
-    """`merge (analytics/writer.py:123)` → `merge (writer.py)`."""
+    """`merge (analytics/store/events.py:123)` → `merge (events.py)`."""
     name, _, where = frame.partition(" (")
     file = where.rstrip(")").rsplit(":", 1)[0].rsplit("/", 1)[-1]
     return f"{name} ({file})" if file else name

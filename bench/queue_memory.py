@@ -10,7 +10,8 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from analytics.events import decode_event, encode_record
+from analytics.events.contract import decode_event
+from analytics.events.record import encode_event
 from bench.results import record_result
 
 SAMPLE = (
@@ -25,7 +26,7 @@ async def measure(url: str, events: int) -> float:
     await client.delete(key)
     before = (await client.info("memory"))["used_memory"]
     for start in range(0, events, 1000):
-        records = [encode_record(decode_event(SAMPLE % (n % 50, n, n % 1_000_000))) for n in range(start, start + 1000)]
+        records = [encode_event(decode_event(SAMPLE % (n % 50, n, n % 1_000_000))) for n in range(start, start + 1000)]
         await client.rpush(key, *records)
     after = (await client.info("memory"))["used_memory"]
     await client.delete(key)

@@ -2,7 +2,7 @@
 
     python -m bench.stats [--levels 100000,1000000,10000000] [--requests 1000]
 
-Loads each level's events into a fresh bench database through the writer's own code path (analytics.writer.prepare
+Loads each level's events into a fresh bench database through the writer's own code path (analytics.store.events.prepare
 and merge, in-process, batches of ANALYTICS_BATCH_SIZE on two connections, like the writer's two lanes), so the
 rollups are exactly what the writer would keep. Levels are cumulative; each level's new events come from
 bench/data.py in time order over the same 90 days (300 sites, Zipf-like traffic, up to 2,000 paths and 200,000
@@ -30,9 +30,9 @@ import uvloop
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from analytics.config import DEFAULTS
-from analytics.events import Queued, Record, now_ms
-from analytics.stats import ALL_TIME_TOP_PATHS_SQL, DAY_TOP_PATHS_SQL
-from analytics.writer import merge, prepare
+from analytics.events.record import Event, now_ms
+from analytics.store.events import merge, prepare
+from analytics.store.queries import STATS
 from bench.data import DAYS, EventStream
 from bench.harness import (
     DEFAULT_DATABASE_URL,
@@ -79,15 +79,16 @@ async def load(database_url: str, stream: EventStream, count: int, batch_size: i
     for connection in connections:
         await prepare(connection)
     accepted = now_ms()
-    batches: Iterator[list[Record]] = stream.batches(count, batch_size)
+    batches: Iterator[list[Event]] = stream.batches(count, batch_size)
     inserted = 0
     bar = tqdm(total=count, desc=f"loading {count:,} events", unit="ev", unit_scale=True, leave=False)
 
     async def lane(connection: asyncpg.Connection) -> None:
         nonlocal inserted
         for records in batches:
-            queued: list[Queued] = [(*record, accepted) for record in records]
-            inserted += await merge(connection, queued)
+            for event in records:
+                event.accepted_ms = accepted
+            inserted += await merge(connection, records)
             bar.update(len(records))
 
     started = time.perf_counter()
@@ -134,8 +135,8 @@ async def explain_busiest(database_url: str) -> list[str]:
         )
         found = []
         for label, sql, query_args in (
-            ("day", DAY_TOP_PATHS_SQL, (site, day)),
-            ("all-time", ALL_TIME_TOP_PATHS_SQL, (site,)),
+            ("day", STATS["day_top_paths"], (site, day)),
+            ("all-time", STATS["all_time_top_paths"], (site,)),
         ):
             raw = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *query_args)
             plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]

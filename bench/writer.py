@@ -31,9 +31,13 @@ import redis.asyncio as aioredis
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from analytics.config import DEFAULTS
-from analytics.events import EPOCH, Record, encode_record, event_key, now_ms
-from analytics.queue import PUSH_CHUNK, QueueKeys, snapshot
-from analytics.writer import INSERTED_COUNT_SQL, MERGE_SQL, STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from analytics.events.contract import EPOCH
+from analytics.events.record import Event, encode_event, event_key, now_ms
+from analytics.queue.client import snapshot
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import PUSH_CHUNK
+from analytics.store.events import STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from analytics.store.queries import WRITER
 from bench import profiling
 from bench.data import EventStream
 from bench.harness import (
@@ -97,7 +101,9 @@ async def fill(client: aioredis.Redis, keys: QueueKeys, stream: EventStream, tot
     elapsed = 0.0
     with tqdm(total=total, desc="filling the queue", unit="ev", unit_scale=True, leave=False) as bar:
         for events in stream.batches(total, batch * 4):
-            records = [encode_record(event, accepted) for event in events]
+            for event in events:
+                event.accepted_ms = accepted
+            records = [encode_event(event) for event in events]
             started = time.perf_counter()
             for group in range(0, len(records), PUSH_CHUNK * PIPELINE_CHUNKS):
                 async with client.pipeline(transaction=False) as pipe:
@@ -267,7 +273,7 @@ async def drain(
 
 def merge_statements() -> list[tuple[str, str]]:
     """The writer's merge, split into its statements, each labelled by the tables it inserts into."""
-    statements = [part.strip() for part in re.split(r";\s*\n", MERGE_SQL) if part.strip()]
+    statements = [part.strip() for part in re.split(r";\s*\n", WRITER["merge"]) if part.strip()]
     labelled = []
     for statement in statements:
         targets = re.findall(r"INSERT INTO (\w+)", statement)
@@ -305,10 +311,9 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
 
         # Alternate batches commit with synchronous_commit off (not waiting for the WAL flush): interleaved, so the
         # difference is what the fsync at commit costs rather than drift between two series.
-        accepted = now_ms()
         async_commit = 0.0
         for number, records in enumerate(stream.batches(2 * STATEMENT_BATCHES * batch_size, batch_size)):
-            queued = [(*record, accepted) for record in records]
+            queued = records
             if number % 2:
                 started = time.perf_counter()
                 async with connection.transaction():
@@ -318,7 +323,7 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
                     )
                     for _, statement in statements:
                         await connection.execute(statement)
-                    await connection.fetchval(INSERTED_COUNT_SQL)
+                    await connection.fetchval(WRITER["inserted_count"])
                 async_commit += time.perf_counter() - started
                 continue
             transaction = connection.transaction()
@@ -333,7 +338,7 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
                 await connection.execute(statement)
                 add(f"INSERT {label}", time.perf_counter() - clock)
             clock = time.perf_counter()
-            await connection.fetchval(INSERTED_COUNT_SQL)
+            await connection.fetchval(WRITER["inserted_count"])
             add("count inserted", time.perf_counter() - clock)
             clock = time.perf_counter()
             await transaction.commit()
@@ -348,7 +353,7 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
             async with connection.transaction():
                 await connection.copy_records_to_table(
                     STAGING_TABLE,
-                    records=staging_rows([(*record, accepted) for record in records]),
+                    records=staging_rows(records),
                     columns=STAGING_COLUMNS,
                 )
                 clock = time.perf_counter()
@@ -365,7 +370,7 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
         try:
             await connection.copy_records_to_table(
                 STAGING_TABLE,
-                records=staging_rows([(*record, accepted) for record in records]),
+                records=staging_rows(records),
                 columns=STAGING_COLUMNS,
             )
             for label, statement in statements:
@@ -404,19 +409,18 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
 # --- plain COPY ----------------------------------------------------------------------------------------------------
 
 
-def event_rows(records: Sequence[Record], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+def event_rows(events: Sequence[Event], columns: Sequence[str]) -> list[tuple[Any, ...]]:
     rows = []
-    for record in records:
-        site_id, event_type, path, user_id, ts_us = record
+    for event in events:
         values: dict[str, Any] = {
-            "site_id": site_id,
-            "event_type": event_type,
-            "path": path,
-            "user_id": user_id,
-            "timestamp": EPOCH + timedelta(microseconds=ts_us),
+            "site_id": event.site_id,
+            "event_type": event.event_type,
+            "path": event.path,
+            "user_id": event.user_id,
+            "timestamp": EPOCH + timedelta(microseconds=event.ts_us),
         }
         if "event_key" in columns:
-            values["event_key"] = event_key(record[0], record[1], record[3], record[2], record[4])
+            values["event_key"] = event_key(event)
         rows.append(tuple(values[column] for column in columns))
     return rows
 

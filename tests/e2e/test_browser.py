@@ -27,14 +27,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-import analytics
-from tests.conftest import eventually, serving
+import analytics.web
+from tests.helpers.servers import serving
+from tests.helpers.waiting import eventually
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, ConsoleMessage, Page
     from playwright.async_api import Request as BrowserRequest
 
-TRACKER = Path(analytics.__file__).with_name("tracker.js")
+TRACKER = Path(analytics.web.__file__).with_name("static") / "tracker.js"
 TRACKER_MAX_BYTES = 2048
 JAVASCRIPT_TYPES = {"application/javascript", "text/javascript"}
 # Headless, as root, on a machine with no network but loopback: nothing that phones home or needs a GPU.

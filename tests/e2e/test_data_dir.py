@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,18 +23,13 @@ import msgspec
 import pytest
 import redis
 
-from analytics.queue import DeadLetter, QueueKeys
-from tests.conftest import event
+from analytics.queue.dead_letters import DeadLetter
+from analytics.queue.keys import QueueKeys
+from tests.helpers.factories import event
+from tests.helpers.ports import free_port
+from tests.helpers.processes import ANALYTICS
 
-ANALYTICS = [sys.executable, "-m", "analytics"]
 COMMAND_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def environment(data_dir: Path, **values: str) -> dict[str, str]:

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.openapi import from_url
 
-from analytics.queue import QueueKeys
-from tests.conftest import cloned_database
-from tests.e2e.test_serve import base_environment, serve, wait_healthy
+from analytics.queue.keys import QueueKeys
+from tests.helpers.databases import cloned_database
+from tests.helpers.processes import base_environment, serve, wait_healthy
 
 REQUEST_TIMEOUT_S = 10.0
 

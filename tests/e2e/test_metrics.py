@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import event
-from tests.e2e.test_serve import base_environment, serve, stop, wait_healthy
+from tests.helpers.factories import event
+from tests.helpers.processes import base_environment, serve, stop, wait_healthy
 
 
 def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

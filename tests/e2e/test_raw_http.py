@@ -21,10 +21,11 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from analytics.config import Settings
-from analytics.metrics import Metrics
-from analytics.queue import Pusher
-from analytics.server import DRAIN_LIMIT_BYTES, DRAIN_TIMEOUT_S
-from tests.conftest import api_app, event, serving
+from analytics.observability.metrics import Metrics
+from analytics.queue.pusher import Pusher
+from analytics.web.server import DRAIN_LIMIT_BYTES, DRAIN_TIMEOUT_S
+from tests.helpers.factories import event
+from tests.helpers.servers import api_app, serving
 
 Address = tuple[str, int]
 Response = tuple[int, dict[str, str], Any]

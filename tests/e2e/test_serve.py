@@ -4,69 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import event
-
-ANALYTICS = [sys.executable, "-m", "analytics"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def base_environment(**values: str) -> dict[str, str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("ANALYTICS_", "TEST_"))}
-    environment.update({"DATABASE_URL": "", "REDIS_URL": "", "LOG_LEVEL": "info"})
-    environment.update(values)
-    return environment
-
-
-def wait_healthy(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if process.poll() is not None:
-            raise AssertionError(f"analytics serve exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/api/healthcheck", timeout=1).status_code == 200:
-                return time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"not healthy within {timeout_s} s")
-
-
-@contextmanager
-def serve(cwd: Path, environment: dict[str, str], *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    log = (cwd / "serve.log").open("ab")
-    process = subprocess.Popen(
-        [*ANALYTICS, "serve", "--port", str(port), *args], cwd=cwd, env=environment, stdout=log, stderr=log
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def stop(process: subprocess.Popen[bytes], signum: signal.Signals) -> int:
-    process.send_signal(signum)
-    return process.wait(timeout=30)
+from tests.helpers.factories import event
+from tests.helpers.processes import ANALYTICS, base_environment, serve, stop, wait_healthy
 
 
 def stats_within(base_url: str, timeout_s: float, **params: str) -> httpx.Response:

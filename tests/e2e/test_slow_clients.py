@@ -13,9 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from analytics.config import Settings
-from analytics.metrics import Metrics
-from analytics.queue import Pusher, QueueKeys
-from tests.conftest import api_app, event, serving
+from analytics.observability.metrics import Metrics
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import Pusher
+from tests.helpers.factories import event
+from tests.helpers.servers import api_app, serving
 
 DEADLINE_S = 1.5
 # How long past its deadline a connection may stay open: timer granularity and a loaded 2-core machine.

@@ -15,49 +15,16 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from analytics.events import decode_event, encode_record
-from analytics.queue import decode_dead_letter
-from tests.faults.conftest import Load, PostgresServer, RoleProcess, Stack, ValkeyServer, drained, event_for
+from analytics.events.contract import decode_event
+from analytics.events.record import Event, encode_event
+from analytics.queue.dead_letters import decode_dead_letter
+from tests.helpers.backends import PostgresServer, ValkeyServer
+from tests.helpers.factories import event_for
+from tests.helpers.load import Load, accepted_at_least, assert_exact, load_while
+from tests.helpers.processes import log_settled
+from tests.helpers.stack import Stack, drained
 
 pytestmark = pytest.mark.faults
-
-
-async def load_while(load: Load, condition: asyncio.Event | None = None, at_least: int = 0) -> asyncio.Task[None]:
-    """Start the load; it runs until `condition` is set and at least `at_least` events were sent."""
-    stop = condition or asyncio.Event()
-
-    def keep_going() -> bool:
-        return not stop.is_set() or len(load.answers) < at_least
-
-    return asyncio.create_task(load.run(keep_going))
-
-
-async def accepted_at_least(load: Load, count: int, timeout_s: float = 30) -> None:
-    """Wait (bounded) until the load has had `count` events answered 202: a fault then lands on real traffic."""
-    deadline = time.monotonic() + timeout_s
-    while len(load.accepted) < count:
-        assert time.monotonic() < deadline, f"only {len(load.accepted)} events accepted in {timeout_s} s"
-        await asyncio.sleep(0.05)
-
-
-async def log_settled(process: RoleProcess, down: str, up: str, timeout_s: float = 15) -> str:
-    """Each writer of the process logged `down` once and, once its backoff let it retry, `up` once."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        log = process.log()
-        writers = log.count(" started")
-        counts = (log.count(down), log.count(up))
-        if counts == (writers, writers) or time.monotonic() > deadline:
-            assert counts == (writers, writers), log
-            return log
-        await asyncio.sleep(0.2)
-
-
-def assert_exact(load: Load, stored: set[int]) -> None:
-    lost = load.accepted - stored
-    invented = stored - load.sent
-    assert len(lost) == 0, f"{len(lost)} events answered 202 were not stored, e.g. {sorted(lost)[:5]}"
-    assert len(invented) == 0, f"{len(invented)} stored events were never sent"
 
 
 async def test_writer_killed_ten_times_under_load_loses_and_duplicates_nothing(
@@ -157,7 +124,7 @@ async def test_redis_down_means_503_never_202_and_202_again_when_it_returns(
 async def test_three_writers_on_fifty_thousand_events_with_ten_percent_duplicates(
     stack: Stack, fault_redis: aioredis.Redis
 ) -> None:
-    distinct = [encode_record(decode_event(_json(event_for(number)))) for number in range(45_000)]
+    distinct = [encode_event(decode_event(_json(event_for(number)))) for number in range(45_000)]
     duplicates = random.Random(7).sample(distinct, 5_000)
     records = distinct + duplicates
     random.Random(8).shuffle(records)
@@ -177,8 +144,8 @@ async def test_three_writers_on_fifty_thousand_events_with_ten_percent_duplicate
 async def test_poison_record_is_dead_lettered_and_its_batch_is_stored(
     stack: Stack, fault_redis: aioredis.Redis
 ) -> None:
-    good = [encode_record(decode_event(_json(event_for(number)))) for number in range(1000)]
-    poison = encode_record(("faults", "page_view", "/nul\x00", "poison", 0))
+    good = [encode_event(decode_event(_json(event_for(number)))) for number in range(1000)]
+    poison = encode_event(Event("faults", "page_view", "/nul\x00", "poison", 0))
     await fault_redis.rpush(stack.keys.queue, *good[:500], poison, *good[500:])
     stack.role("writer").start()
 

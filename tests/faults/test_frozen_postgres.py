@@ -13,7 +13,9 @@ import time
 import httpx
 import pytest
 
-from tests.faults.conftest import PostgresServer, RoleProcess, Stack
+from tests.helpers.backends import PostgresServer
+from tests.helpers.processes import RoleProcess
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.faults
 

@@ -14,9 +14,12 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from analytics.queue import Pusher, QueueUnavailable
-from tests.faults.conftest import Load, PostgresServer, RoleProcess, Stack, ValkeyServer, drained
-from tests.faults.test_faults import accepted_at_least, assert_exact, load_while
+from analytics.errors import QueueUnavailable
+from analytics.queue.pusher import Pusher
+from tests.helpers.backends import PostgresServer, ValkeyServer
+from tests.helpers.load import Load, accepted_at_least, assert_exact, load_while
+from tests.helpers.processes import RoleProcess
+from tests.helpers.stack import Stack, drained
 
 pytestmark = pytest.mark.faults
 

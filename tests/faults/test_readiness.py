@@ -8,7 +8,9 @@ import time
 import httpx
 import pytest
 
-from tests.faults.conftest import PostgresServer, RoleProcess, Stack, ValkeyServer
+from tests.helpers.backends import PostgresServer, ValkeyServer
+from tests.helpers.processes import RoleProcess
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.faults
 

@@ -11,12 +11,17 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from analytics.access import AccessRules
 from analytics.config import Settings
-from analytics.http import App, Ingest
-from analytics.metrics import Metrics
-from analytics.queue import Pusher, QueueKeys, connect_redis
-from tests.conftest import api_app, event, eventually, serving
+from analytics.observability.metrics import Metrics
+from analytics.queue.client import connect_redis
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import Pusher
+from analytics.web.access import AccessRules
+from analytics.web.app import App
+from analytics.web.ingest import Ingest
+from tests.helpers.factories import event
+from tests.helpers.servers import api_app, serving
+from tests.helpers.waiting import eventually
 
 NO_DATA = {"status": "fail", "message": "No analytics data found for the specified criteria."}
 
@@ -195,7 +200,7 @@ async def test_unexpected_fault_is_json_500_with_details_only_in_the_log(
         raise RuntimeError("secret detail")
 
     app.starlette.add_route("/api/broken", broken)
-    with caplog.at_level(logging.ERROR, logger="analytics.http"):
+    with caplog.at_level(logging.ERROR, logger="analytics.web.faults"):
         async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await client.get("/api/broken")
             traced = await client.get("/api/broken", headers={"X-Request-ID": "req-42"})
@@ -204,7 +209,7 @@ async def test_unexpected_fault_is_json_500_with_details_only_in_the_log(
     assert "secret detail" not in response.text
     assert "secret detail" in caplog.text
     request_id = response.headers["x-request-id"]
-    logged = [entry for entry in caplog.records if entry.name == "analytics.http"]
+    logged = [entry for entry in caplog.records if entry.name == "analytics.web.faults"]
     assert [entry.request_id for entry in logged] == [request_id, "req-42"]  # type: ignore[attr-defined]
     assert traced.headers["x-request-id"] == "req-42"
 
@@ -234,7 +239,7 @@ async def test_full_queue_is_503(pool: asyncpg.Pool, redis: aioredis.Redis, keys
 
 
 async def test_stats_while_postgres_is_unreachable_is_503(pusher: Pusher) -> None:
-    from analytics.db import create_pool
+    from analytics.store.connect import create_pool
 
     nowhere = await create_pool("postgresql://postgres@127.0.0.1:1/none", 1)
     try:
@@ -471,7 +476,7 @@ async def test_fault_on_the_fast_ingest_path_is_json_500_too(
     app = api_app(pusher, pool, Metrics())
     ingest = Ingest(pusher, Metrics(), 1024, AccessRules(), explode, lambda n: b"")
     broken = App(app.starlette, {"/api/ingestion/event": ingest}, {})
-    with caplog.at_level(logging.ERROR, logger="analytics.http"):
+    with caplog.at_level(logging.ERROR, logger="analytics.web.faults"):
         async with serving(broken) as base_url, httpx.AsyncClient(base_url=base_url) as client:
             response = await post(client, event())
     assert response.status_code == 500

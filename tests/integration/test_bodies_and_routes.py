@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from analytics.queue import QueueKeys
-from tests.conftest import event
+from analytics.queue.keys import QueueKeys
+from tests.helpers.factories import event
 
 BOM = b"\xef\xbb\xbf"
 

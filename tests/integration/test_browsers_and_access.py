@@ -15,11 +15,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from analytics.access import AccessRules
 from analytics.config import Settings
-from analytics.metrics import Metrics
-from analytics.queue import Pusher, QueueKeys
-from tests.conftest import api_app, event, serving
+from analytics.observability.metrics import Metrics
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import Pusher
+from analytics.web.access import AccessRules
+from tests.helpers.factories import event
+from tests.helpers.servers import api_app, serving
 
 ORIGIN = "https://shop.example"
 Client = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -194,7 +196,7 @@ async def test_stats_need_a_bearer_token_when_tokens_are_set(client_with: Client
 
 
 def test_open_settings_are_announced_at_start(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="analytics.access"):
+    with caplog.at_level(logging.WARNING, logger="analytics.web.access"):
         AccessRules.from_settings(Settings()).warn_if_open()
         AccessRules.from_settings(Settings(api_tokens=("t",), sites=("s",))).warn_if_open()
     assert [record.getMessage().split(":")[0] for record in caplog.records] == [

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from analytics.events import encode_record
-from analytics.queue import DeadLetters, QueueKeys, WriterQueue
+from analytics.events.record import Event, encode_event
+from analytics.queue.consumer import WriterQueue
+from analytics.queue.dead_letters import DeadLetters
+from analytics.queue.keys import QueueKeys
 
-RECORD = ("site", "page_view", "/p", None, 1_762_975_801_000_000)
-QUEUED = encode_record(RECORD, accepted_ms=1_762_975_802_000)
+QUEUED = encode_event(Event("site", "page_view", "/p", None, 1_762_975_801_000_000, accepted_ms=1_762_975_802_000))
 
 
 async def dead_letter_two(redis: aioredis.Redis, keys: QueueKeys) -> None:

@@ -12,11 +12,15 @@ import msgspec
 import redis.asyncio as aioredis
 from yoyo import get_backend, read_migrations
 
-from analytics.db import migrations_dir, yoyo_url
-from analytics.events import Queued, epoch_microseconds
-from analytics.queue import QueueKeys
-from analytics.writer import Writer, merge, prepare
-from tests.conftest import event, eventually, with_database
+from analytics.events.contract import epoch_microseconds
+from analytics.events.record import Event
+from analytics.queue.keys import QueueKeys
+from analytics.store.events import merge, prepare
+from analytics.store.migrations import migrations_dir, yoyo_url
+from analytics.writer.loop import Writer
+from tests.helpers.databases import with_database
+from tests.helpers.factories import event
+from tests.helpers.waiting import eventually
 
 
 async def ingest(client: httpx.AsyncClient, documents: list[dict[str, Any]]) -> None:
@@ -110,15 +114,15 @@ async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_roll
         at = epoch_microseconds(datetime(2025, 11, 12, 10, tzinfo=UTC))
         # What the previous writer stored: '' counted as a user and as a path.
         await prepare(connection)
-        old: list[Queued] = [
-            ("s", "page_view", "", "", at, 0),
-            ("s", "page_view", None, None, at, 0),  # the same event with nulls: becomes a duplicate
-            ("s", "page_view", "", "u1", at + 1, 0),
-            ("s", "page_view", None, "u1", at + 1, 0),  # twin of the row above
-            ("s", "page_view", "/a", "", at + 2, 0),
-            ("s", "page_view", "/a", "u2", at + 3, 0),
-            ("s", "click", "", "", at + 4, 0),
-            ("other", "page_view", "/b", "u3", at, 0),  # a site without '' rows keeps its rollups untouched
+        old: list[Event] = [
+            Event("s", "page_view", "", "", at, 0),
+            Event("s", "page_view", None, None, at, 0),  # the same event with nulls: becomes a duplicate
+            Event("s", "page_view", "", "u1", at + 1, 0),
+            Event("s", "page_view", None, "u1", at + 1, 0),  # twin of the row above
+            Event("s", "page_view", "/a", "", at + 2, 0),
+            Event("s", "page_view", "/a", "u2", at + 3, 0),
+            Event("s", "click", "", "", at + 4, 0),
+            Event("other", "page_view", "/b", "u3", at, 0),  # a site without '' rows keeps its rollups untouched
         ]
         assert await merge(connection, old) == 8
         assert tuple(await connection.fetchrow("SELECT views, users FROM site_totals WHERE site_id = 's'")) == (6, 3)
@@ -138,7 +142,7 @@ async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_roll
         rows = await connection.fetch("SELECT day, views FROM daily_totals WHERE site_id = 's'")
         assert [tuple(row) for row in rows] == [(date(2025, 11, 12), 4)]
         # The recomputed keys are the writer's: the same events delivered again (now with nulls) store nothing.
-        normalised: list[Queued] = [(s, t, p or None, u or None, ts, 0) for s, t, p, u, ts, _ in old]
+        normalised = [Event(e.site_id, e.event_type, e.path or None, e.user_id or None, e.ts_us) for e in old]
         assert await merge(connection, normalised) == 0
         await connection.close()
     finally:

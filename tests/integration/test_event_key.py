@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.events import event_key
+from analytics.events.record import Event, event_key
 
 KEY_SQL = "SELECT event_key($1, $2, $3, $4, $5) = event_key($6, $7, $8, $9, $10)"
 
@@ -52,4 +52,4 @@ async def test_the_writer_computes_the_key_the_migration_computes(
     """The writer keys new events in Python; the migration keyed old ones in SQL: they must agree, or re-delivery
     of an old event would store it twice."""
     in_sql = await db.fetchval("SELECT event_key($1, $2, $3, $4, $5)", site, kind, user, path, ts_us)
-    assert uuid.UUID(event_key(site, kind, user, path, ts_us)) == in_sql
+    assert uuid.UUID(event_key(Event(site, kind, path, user, ts_us))) == in_sql

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
-from analytics.queue import QueueKeys, WriterQueue
+from analytics.errors import QueueUnavailable
+from analytics.queue.consumer import WriterQueue
+from analytics.queue.keys import QueueKeys
 
 
 async def test_give_back_that_fails_leaves_the_batch_in_processing(
@@ -17,7 +18,7 @@ async def test_give_back_that_fails_leaves_the_batch_in_processing(
     assert await writer_queue.claim(10) == batch
     await redis.set(keys.queue, b"not a list")  # the re-push now fails with WRONGTYPE, a real Redis error
 
-    with pytest.raises(ResponseError, match="WRONGTYPE"):
+    with pytest.raises(QueueUnavailable, match="WRONGTYPE"):
         await writer_queue.give_back()
 
     assert await redis.lrange(keys.processing(writer_queue.writer_id), 0, -1) == batch

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from yoyo import get_backend, read_migrations
 
-from analytics.db import migrate, migrations_dir, yoyo_url
-from tests.conftest import cloned_database
+from analytics.store.migrations import migrate, migrations_dir, yoyo_url
+from tests.helpers.databases import cloned_database
 
 TABLES_SQL = "SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"
 INDEXES_SQL = "SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import event
+from tests.helpers.factories import event
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # "`413` `{...}`": a status, then the body the README promises for it.

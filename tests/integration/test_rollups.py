@@ -10,9 +10,11 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.events import Queued, epoch_microseconds
-from analytics.stats import StatsQuery, site_stats
-from analytics.writer import merge, prepare
+from analytics.events.contract import epoch_microseconds
+from analytics.events.record import Event
+from analytics.stats.query import StatsQuery
+from analytics.stats.rollups import site_stats
+from analytics.store.events import merge, prepare
 
 # Reference answers straight from events, as the original service computed them (with its defects fixed).
 REFERENCE_TOTALS_SQL = """
@@ -65,8 +67,9 @@ async def test_rollups_equal_answers_from_events(
     await prepare(db)
     deliveries = batches + [batches[index] for index in redelivered if index < len(batches)]
     for batch in deliveries:
-        records: list[Queued] = [
-            (prefix + site, kind, path, user, epoch_microseconds(moment), 0) for site, kind, path, user, moment in batch
+        records: list[Event] = [
+            Event(prefix + site, kind, path, user, epoch_microseconds(moment), 0)
+            for site, kind, path, user, moment in batch
         ]
         await merge(db, records)
     for site, day in itertools.product(["a", "b"], [None, *DAYS]):
@@ -90,8 +93,8 @@ async def test_migration_backfills_rollups_from_existing_events(postgres_url: st
 
     from yoyo import get_backend, read_migrations
 
-    from analytics.db import migrations_dir, yoyo_url
-    from tests.conftest import with_database
+    from analytics.store.migrations import migrations_dir, yoyo_url
+    from tests.helpers.databases import with_database
 
     name = f"analytics_backfill_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(postgres_url)
@@ -119,11 +122,11 @@ async def test_migration_backfills_rollups_from_existing_events(postgres_url: st
         assert tuple(await connection.fetchrow("SELECT path, views FROM site_path_views")) == ("/a", 2)
         # The keys the migration computed for old rows are the keys the writer computes: re-delivery stores nothing.
         await prepare(connection)
-        redelivered: list[Queued] = [
-            ("s", "page_view", "/a", "u1", epoch_microseconds(datetime(2025, 11, 12, 10, tzinfo=UTC)), 0),
-            ("s", "page_view", "/a", None, epoch_microseconds(datetime(2025, 11, 12, 11, tzinfo=UTC)), 0),
-            ("s", "page_view", None, "u2", epoch_microseconds(datetime(2025, 11, 13, 10, tzinfo=UTC)), 0),
-            ("s", "click", "/b", "u3", epoch_microseconds(datetime(2025, 11, 13, 10, tzinfo=UTC)), 0),
+        redelivered: list[Event] = [
+            Event("s", "page_view", "/a", "u1", epoch_microseconds(datetime(2025, 11, 12, 10, tzinfo=UTC)), 0),
+            Event("s", "page_view", "/a", None, epoch_microseconds(datetime(2025, 11, 12, 11, tzinfo=UTC)), 0),
+            Event("s", "page_view", None, "u2", epoch_microseconds(datetime(2025, 11, 13, 10, tzinfo=UTC)), 0),
+            Event("s", "click", "/b", "u3", epoch_microseconds(datetime(2025, 11, 13, 10, tzinfo=UTC)), 0),
         ]
         assert await merge(connection, redelivered) == 0
         assert await connection.fetchval("SELECT count(*) FROM events") == 4

@@ -9,19 +9,21 @@ import pytest
 import redis.asyncio as aioredis
 
 from analytics.config import Settings
-from analytics.events import Record, encode_record
-from analytics.metrics import Metrics
-from analytics.queue import PUSH_CHUNK, Pusher, QueueKeys, WriterQueue, decode_dead_letter
-from analytics.writer import Writer, new_writer_id
-from tests.conftest import eventually
+from analytics.events.record import Event, encode_event
+from analytics.observability.metrics import Metrics
+from analytics.queue.consumer import WriterQueue
+from analytics.queue.dead_letters import decode_dead_letter
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import PUSH_CHUNK, Pusher
+from analytics.store.events import EventStore
+from analytics.writer.loop import Writer, new_writer_id
+from tests.helpers.waiting import eventually
 
 T0 = 1_762_975_801_000_000  # 2025-11-12T19:30:01Z in microseconds
 
 
-def record(n: int = 0, **changes: object) -> Record:
-    fields: dict[str, object] = {"site": "s", "type": "page_view", "path": "/p", "user": "u", "ts": T0 + n}
-    fields.update(changes)
-    return (fields["site"], fields["type"], fields["path"], fields["user"], fields["ts"])  # type: ignore[return-value]
+def record(n: int = 0, path: str | None = "/p") -> bytes:
+    return encode_event(Event("s", "page_view", path, "u", T0 + n))
 
 
 async def rows(db: asyncpg.Connection) -> int:
@@ -39,7 +41,7 @@ async def until_stored(db: asyncpg.Connection, expected: int) -> None:
 async def test_same_record_delivered_twice_is_stored_once(
     writer: Writer, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
-    data = encode_record(record())
+    data = record()
     await redis.rpush(keys.queue, data)
     await until_stored(db, 1)
     await redis.rpush(keys.queue, data, data)
@@ -56,7 +58,7 @@ async def _queue_drained(redis: aioredis.Redis, keys: QueueKeys) -> None:
 async def test_batch_is_committed_then_acked(
     writer: Writer, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
-    await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(1200)])
+    await redis.rpush(keys.queue, *[record(n) for n in range(1200)])
     await until_stored(db, 1200)
     await eventually(lambda: _queue_drained(redis, keys))
     stored = await db.fetchrow('SELECT min("timestamp") AS first, max("timestamp") AS last FROM events')
@@ -66,8 +68,8 @@ async def test_batch_is_committed_then_acked(
 async def test_poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_stored(
     writer: Writer, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
-    good = [encode_record(record(n)) for n in range(40)]
-    rejected_by_postgres = encode_record(record(999, path="nul\x00byte"))
+    good = [record(n) for n in range(40)]
+    rejected_by_postgres = record(999, path="nul\x00byte")
     undecodable = b"\x93not a record"
     await redis.rpush(keys.queue, *good[:20], rejected_by_postgres, undecodable, *good[20:])
     await until_stored(db, 40)
@@ -84,10 +86,10 @@ async def test_full_batch_is_written_without_waiting_for_the_interval(
     database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
     settings = Settings(batch_size=50, flush_interval_ms=60_000, heartbeat_ttl_s=2)
-    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
+    writer = Writer(settings, EventStore(database_url), WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
     task = asyncio.create_task(writer.run())
     try:
-        await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(50)])
+        await redis.rpush(keys.queue, *[record(n) for n in range(50)])
         await eventually(lambda: until_stored(db, 50), timeout_s=10)
     finally:
         writer.stop()
@@ -98,10 +100,10 @@ async def test_partial_batch_is_written_after_the_interval(
     database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
     settings = Settings(batch_size=10_000, flush_interval_ms=200, heartbeat_ttl_s=2)
-    writer = Writer(settings, database_url, WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
+    writer = Writer(settings, EventStore(database_url), WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
     task = asyncio.create_task(writer.run())
     try:
-        await redis.rpush(keys.queue, *[encode_record(record(n)) for n in range(3)])
+        await redis.rpush(keys.queue, *[record(n) for n in range(3)])
         await until_stored(db, 3)
     finally:
         writer.stop()
@@ -175,7 +177,7 @@ async def test_writer_stops_promptly_and_leaves_nothing_in_processing(
     settings: Settings, database_url: str, redis: aioredis.Redis, keys: QueueKeys
 ) -> None:
     queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
-    writer = Writer(settings, database_url, queue, Metrics())
+    writer = Writer(settings, EventStore(database_url), queue, Metrics())
     task = asyncio.create_task(writer.run())
     await asyncio.sleep(0.2)
     writer.stop()
@@ -189,10 +191,10 @@ async def test_records_left_in_its_processing_list_by_a_failed_claim_are_written
 ) -> None:
     """BLMOVE moved a record, then the claim failed: the record sits in processing while the batch in memory is gone."""
     queue = WriterQueue(redis, keys, "resumed", settings.heartbeat_ttl_s)
-    stranded = encode_record(record(1, path="/stranded"))
+    stranded = record(1, path="/stranded")
     await redis.rpush(keys.processing("resumed"), stranded)
-    await redis.rpush(keys.queue, encode_record(record(2, path="/next")))
-    writer = Writer(settings, database_url, queue, Metrics())
+    await redis.rpush(keys.queue, record(2, path="/next"))
+    writer = Writer(settings, EventStore(database_url), queue, Metrics())
     task = asyncio.create_task(writer.run())
     try:
         await until_stored(db, 2)

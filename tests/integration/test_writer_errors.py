@@ -9,17 +9,18 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from analytics.events import encode_record
-from analytics.queue import QueueKeys, decode_dead_letter
-from analytics.writer import Writer
-from tests.conftest import eventually
+from analytics.events.record import Event, encode_event
+from analytics.queue.dead_letters import decode_dead_letter
+from analytics.queue.keys import QueueKeys
+from analytics.writer.loop import Writer
+from tests.helpers.waiting import eventually
 
 T0 = 1_762_975_801_000_000  # 2025-11-12T19:30:01Z in microseconds
-WRITER_LOGGER = "analytics.writer"
+WRITER_LOGGER = "analytics.writer.loop"
 
 
 def records(count: int) -> list[bytes]:
-    return [encode_record(("s", "page_view", "/p", f"u{n}", T0 + n)) for n in range(count)]
+    return [encode_event(Event("s", "page_view", "/p", f"u{n}", T0 + n)) for n in range(count)]
 
 
 async def stored(db: asyncpg.Connection) -> int:
@@ -94,7 +95,7 @@ async def test_number_asyncpg_cannot_encode_is_dead_lettered_and_the_rest_stored
 ) -> None:
     """A record written to the queue by something else: its timestamp does not fit int8, COPY raises OverflowError."""
     good = records(40)
-    out_of_range = encode_record(("s", "page_view", "/p", "far", 2**63))
+    out_of_range = encode_event(Event("s", "page_view", "/p", "far", 2**63))
     await redis.rpush(keys.queue, *good[:20], out_of_range, *good[20:])
     await until_stored(db, 40)
     [letter] = [decode_dead_letter(entry) for entry in await redis.lrange(keys.dead, 0, -1)]

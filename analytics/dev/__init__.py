@@ -1,0 +1,1 @@
+"""Development conveniences: embedded PostgreSQL and Valkey when no URLs are set."""

@@ -1,0 +1,1 @@
+"""The event: the ingest contract that decodes it, and the one type it travels as (`Event`)."""

@@ -1,0 +1,1 @@
+"""Logs and metrics: what the service says about itself."""

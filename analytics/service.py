@@ -1,0 +1,278 @@
+"""The composition root: which servers a command talks to, the roles of `serve` wired together, started in order,
+watched, and stopped in the reverse order. The CLI parses and calls in here; nothing else builds roles.
+
+`serve`'s life, as uvicorn's: startup (sockets bound, backends up, migrations, roles started), the main loop (until a
+signal, a role that ends, or an embedded server that dies), shutdown (api first, so in-flight requests and their
+pushes finish, then the writers, then the connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import asyncpg
+import uvloop
+
+from analytics.config import Settings
+from analytics.dev.embedded import POSTGRESQL, VALKEY, Access, Backend, Kind, embedded_server, running
+from analytics.observability.metrics import Metrics
+from analytics.queue.client import Redis, connect_redis, ping, snapshot
+from analytics.queue.consumer import WriterQueue
+from analytics.queue.dead_letters import DeadLetter, DeadLetters
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import Pusher
+from analytics.store.connect import create_pool, ping_database
+from analytics.store.events import EventStore
+from analytics.store.migrations import migrate
+from analytics.web.access import AccessRules
+from analytics.web.app import Ingestion, create_app
+from analytics.web.health import Readiness
+from analytics.web.server import Server, server_config
+from analytics.writer.loop import Writer, new_writer_id
+
+logger = logging.getLogger("analytics")
+
+T = TypeVar("T")
+
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+# How often `serve` checks that the embedded servers it started still run.
+WATCH_INTERVAL_S: Final = 0.5
+# asyncpg's Pool.close() waits for every connection to be released; past this, they are cut.
+POOL_CLOSE_TIMEOUT_S: Final = 5.0
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """The one place an event loop is started."""
+    return uvloop.run(main)
+
+
+@contextlib.contextmanager
+def backend(settings: Settings, kind: Kind, access: Access) -> Iterator[Backend]:
+    """The configured server, or the data dir's embedded one (see `embedded_server` for `access`)."""
+    configured = settings.database_url if kind is POSTGRESQL else settings.redis_url
+    if configured:
+        yield Backend(kind, configured)
+    else:
+        with embedded_server(settings.data_dir, kind, access) as started:
+            yield started
+
+
+@contextlib.contextmanager
+def listening(host: str, port: int) -> Iterator[list[socket.socket]]:
+    """The HTTP sockets, bound before anything starts: a port in use or a bad HOST is one line, not a half-started
+    service. Every address the host resolves to, as uvicorn (asyncio's create_server) would bind them."""
+    sockets: list[socket.socket] = []
+    try:
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, kind, protocol, _, address in dict.fromkeys(addresses):
+                sockets.append(socket.socket(family, kind, protocol))
+                sockets[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sockets[-1].setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sockets[-1].bind(address)
+        except OSError as error:
+            raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(settings: Settings) -> int:
+    """`analytics serve`: returns the exit code."""
+    with (
+        listening(settings.host, settings.port) as sockets,
+        backend(settings, POSTGRESQL, Access.EXCLUSIVE) as database,
+        backend(settings, VALKEY, Access.EXCLUSIVE) as redis,
+    ):
+        if settings.migrate:
+            migrate(database.url)
+        logger.info("serving role %s on %s", settings.role.value, ", ".join(_url(sock) for sock in sockets))
+        return run(Service(settings, database, redis, sockets).run())
+
+
+def apply_migrations(settings: Settings) -> list[str]:
+    """`analytics migrate`: the migrations applied."""
+    with backend(settings, POSTGRESQL, Access.SHARED) as database:
+        return migrate(database.url)
+
+
+def dead_letters(settings: Settings, action: str, limit: int) -> list[DeadLetter] | int:
+    """`analytics dead-letters`: the letters listed, or how many were requeued or purged."""
+    with backend(settings, VALKEY, Access.SHARED_EXISTING) as redis:
+        return run_dead_letters(redis.url, settings.redis_prefix, action, limit)
+
+
+def run_dead_letters(redis_url: str, prefix: str, action: str, limit: int) -> list[DeadLetter] | int:
+    async def operate() -> list[DeadLetter] | int:
+        client = connect_redis(redis_url)
+        try:
+            letters = DeadLetters(client, QueueKeys(prefix))
+            if action == "list":
+                return await letters.read(limit)
+            return await (letters.requeue() if action == "requeue" else letters.purge())
+        finally:
+            await client.aclose()
+
+    return run(operate())
+
+
+@dataclass
+class _Roles:
+    """What `Service` started, for the main loop to watch and the shutdown to stop."""
+
+    server: Server
+    http: asyncio.Task[None]
+    pusher: Pusher | None
+    writers: list[Writer]
+    writer_tasks: list[asyncio.Task[None]]
+
+
+class Service:
+    """The roles of one `serve` process."""
+
+    def __init__(self, settings: Settings, database: Backend, redis: Backend, sockets: list[socket.socket]) -> None:
+        self._settings = settings
+        self._database = database
+        self._redis = redis
+        self._sockets = sockets
+        self._stop = asyncio.Event()
+
+    async def run(self) -> int:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(self._signals())
+            client = connect_redis(self._redis.url)
+            stack.push_async_callback(client.aclose)
+            size = self._settings.db_pool_size if self._settings.role.runs_api else 1
+            pool = await create_pool(self._database.url, size)
+            stack.push_async_callback(_close_pool, pool)
+            roles = self._start(client, pool)
+            code = await self._until_stopped(roles)
+            await self._shut_down(roles)
+        return code
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._stop.set)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, handler)
+
+    def _start(self, client: Redis, pool: asyncpg.Pool) -> _Roles:
+        settings = self._settings
+        keys = QueueKeys(settings.redis_prefix)
+        metrics = Metrics()
+        pusher = None
+        ingestion = None
+        if settings.role.runs_api:
+            pusher = Pusher(client, keys, settings.queue_max_length)
+            rules = AccessRules.from_settings(settings)
+            rules.warn_if_open()
+            ingestion = Ingestion(pusher, pool, settings.max_body_bytes, settings.max_batch_events, rules)
+        # Ingestion needs only Redis; a writer needs PostgreSQL too.
+        required = ("redis", "postgresql") if settings.role.runs_writer else ("redis",)
+        readiness = Readiness({"redis": partial(ping, client), "postgresql": partial(ping_database, pool)}, required)
+        app = create_app(metrics, readiness, partial(snapshot, client, keys), ingestion)
+        server = Server(
+            server_config(
+                app,
+                settings.host,
+                settings.port,
+                settings.header_timeout_s,
+                settings.body_timeout_s,
+                settings.max_header_bytes,
+            )
+        )
+        http = asyncio.create_task(server.serve(self._sockets), name="http")
+        writers = [
+            Writer(
+                settings,
+                EventStore(self._database.url),
+                WriterQueue(client, keys, new_writer_id(), settings.heartbeat_ttl_s),
+                metrics,
+            )
+            for _ in range(settings.writer_concurrency if settings.role.runs_writer else 0)
+        ]
+        writer_tasks = [asyncio.create_task(writer.run(), name=f"writer {lane}") for lane, writer in enumerate(writers)]
+        return _Roles(server, http, pusher, writers, writer_tasks)
+
+    async def _until_stopped(self, roles: _Roles) -> int:
+        """Wait for a stop signal, a role that ends, or an embedded server that dies; say which; the exit code."""
+        stopper = asyncio.create_task(self._stop.wait())
+        watcher = asyncio.create_task(_first_to_exit([self._database, self._redis]))
+        tasks = [roles.http, *roles.writer_tasks]
+        done, _ = await asyncio.wait([stopper, watcher, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        watcher.cancel()
+        if watcher in done:
+            died = watcher.result()
+            logger.error(
+                "embedded %s (pid %s) exited unexpectedly: stopping the service; a supervisor should restart it",
+                died.kind.name,
+                died.pid,
+            )
+            return 1
+        failed = [task.get_name() for task in tasks if task.done()]
+        if failed:
+            logger.error("%s stopped unexpectedly; shutting down", ", ".join(failed))
+            return 1
+        logger.info("stopping")
+        return 0
+
+    @staticmethod
+    async def _shut_down(roles: _Roles) -> None:
+        """The api finishes in-flight requests (their pushes included) before the writers stop."""
+        roles.server.should_exit = True
+        await _settle(roles.http)
+        if roles.pusher is not None:
+            await roles.pusher.drain()
+        for writer in roles.writers:
+            writer.stop()
+        for task in roles.writer_tasks:
+            await _settle(task)
+
+
+async def _first_to_exit(backends: Sequence[Backend]) -> Backend:
+    """The first embedded server this process started to exit; never returns while they all run."""
+    watched = {started: started.pid for started in backends if started.pid is not None}
+    while True:
+        for started, pid in watched.items():
+            if not running(pid):
+                return started
+        await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Bounded: a connection stuck on a dead or frozen PostgreSQL must not hold up the rest of the shutdown."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        pool.terminate()
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """Wait for a role's task; its failure is already logged by the role, or reported by the main loop."""
+    with contextlib.suppress(Exception, SystemExit):
+        await task
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        logger.error("role failed: %r", task.exception())

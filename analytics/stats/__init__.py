@@ -1,0 +1,1 @@
+"""Reporting: query parsing, and reading the answers from the rollups."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: app assembly, ingestion, reporting, health, access rules, CORS, OpenAPI, the uvicorn protocol."""

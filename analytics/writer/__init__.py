@@ -1,0 +1,1 @@
+"""The writer role: batches from the queue into PostgreSQL, exactly once."""

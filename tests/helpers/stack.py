@@ -1,0 +1,63 @@
+"""One fault test's backends as its `analytics serve` processes see them: database, key prefix, environment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from analytics.queue.keys import QueueKeys
+from tests.helpers.factories import NUMBERED_SITE
+from tests.helpers.processes import RoleProcess
+
+
+@dataclass
+class Stack:
+    """One test's database, key prefix and the environment its `analytics serve` processes run with."""
+
+    database_url: str
+    redis_url: str
+    keys: QueueKeys
+    logs: Path
+    environment: dict[str, str] = field(default_factory=dict)
+    processes: list[RoleProcess] = field(default_factory=list)
+
+    def role(self, role: str) -> RoleProcess:
+        process = RoleProcess(role, self.environment, self.logs)
+        self.processes.append(process)
+        return process
+
+    async def stored_numbers(self) -> set[int]:
+        connection = await asyncpg.connect(self.database_url)
+        try:
+            rows = await connection.fetch("SELECT site_id, user_id FROM events")  # one snapshot for both counts
+        finally:
+            await connection.close()
+        numbers = {int(row["user_id"][1:]) for row in rows}
+        assert all(row["site_id"] == NUMBERED_SITE for row in rows)
+        assert len(rows) == len(numbers), f"{len(rows)} rows for {len(numbers)} distinct events: duplicates stored"
+        return numbers
+
+    async def queue_state(self, redis: aioredis.Redis) -> tuple[int, int, int]:
+        """(queued, held in processing lists, dead-lettered)."""
+        held = 0
+        async for key in redis.scan_iter(match=f"{{{self.keys.prefix}}}:processing:*"):
+            held += await redis.llen(key)
+        return await redis.llen(self.keys.queue), held, await redis.llen(self.keys.dead)
+
+
+async def drained(stack: Stack, redis: aioredis.Redis, expected: set[int], timeout_s: float = 90) -> set[int]:
+    """Wait until every expected event is stored and the queue and processing lists are empty; return what is stored."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stored = await stack.stored_numbers()
+        queued, held, _ = await stack.queue_state(redis)
+        if expected <= stored and queued == 0 and held == 0:
+            return stored
+        if time.monotonic() > deadline:
+            return stored
+        await asyncio.sleep(0.2)
