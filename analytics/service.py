@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -161,6 +162,9 @@ class Service:
             pool = await create_pool(self._database.url, size)
             stack.push_async_callback(_close_pool, pool)
             roles = self._start(client, pool)
+            # Everything built so far lives as long as the process: out of the collector's way, so a full collection
+            # scans only what requests allocate (single-event p99 under wrk went from 29-58 ms back to 17-24 ms).
+            gc.freeze()
             code = await self._until_stopped(roles)
             await self._shut_down(roles)
         return code

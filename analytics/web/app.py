@@ -12,6 +12,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from types import MappingProxyType
 from typing import Final
 
 import asyncpg
@@ -60,6 +61,11 @@ class App:
         self.starlette = starlette
         self._hot_posts = dict(hot_posts)
         self._preflights = dict(preflights)
+
+    @property
+    def hot_posts(self) -> Mapping[str, Cors]:
+        """The endpoints dispatched before Starlette, by path (bench/app_overhead.py routes them to compare)."""
+        return MappingProxyType(self._hot_posts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -50,13 +50,13 @@ class Cors:
 
     def __init__(self, policy: CorsPolicy, app: ASGIApp, on_refused: Callable[[], None] | None = None) -> None:
         self.policy = policy
-        self._app = app
+        self.app = app
         self._on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin = header(scope, b"origin")
         if origin is None:
-            await self._app(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         allowed = self.policy.response_headers(origin)
         if allowed is None:
@@ -68,7 +68,7 @@ class Cors:
                 message["headers"] = [*message.get("headers", ()), *allowed]
             await send(message)
 
-        await self._app(scope, receive, send_with_cors)
+        await self.app(scope, receive, send_with_cors)
 
     async def preflight(self, origin: bytes, send: Send) -> None:
         """Answered before routing: a browser may send one before every event it cannot send as a simple request."""
