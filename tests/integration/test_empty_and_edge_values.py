@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -10,15 +9,13 @@ import asyncpg
 import httpx
 import msgspec
 import redis.asyncio as aioredis
-from yoyo import get_backend, read_migrations
 
 from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
 from analytics.queue.keys import QueueKeys
 from analytics.store.events import merge, prepare
-from analytics.store.migrations import migrations_dir, yoyo_url
 from analytics.writer.loop import Writer
-from tests.helpers.databases import with_database
+from tests.helpers.databases import migrated_before
 from tests.helpers.factories import event
 from tests.helpers.waiting import eventually
 
@@ -100,17 +97,8 @@ FROM daily_totals t ORDER BY 1, 2
 
 
 async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_rollups(postgres_url: str) -> None:
-    name = f"analytics_blank_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(postgres_url, name)
-    try:
-        backend = get_backend(yoyo_url(url))
-        migrations = read_migrations(str(migrations_dir()))
-        before = migrations.filter(lambda migration: migration.id < "0005")
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(before))
-        connection = await asyncpg.connect(url)
+    async with migrated_before(postgres_url, "0005", "blank") as database:
+        connection = await asyncpg.connect(database.url)
         at = epoch_microseconds(datetime(2025, 11, 12, 10, tzinfo=UTC))
         # What the previous writer stored: '' counted as a user and as a path.
         await prepare(connection)
@@ -128,9 +116,7 @@ async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_roll
         assert tuple(await connection.fetchrow("SELECT views, users FROM site_totals WHERE site_id = 's'")) == (6, 3)
         untouched = await connection.fetch("SELECT * FROM daily_totals WHERE site_id = 'other'")
 
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(migrations))
-        backend.connection.close()
+        database.apply_the_rest()
 
         blanks = await connection.fetchval("SELECT count(*) FROM events WHERE path = '' OR user_id = ''")
         assert blanks == 0
@@ -145,6 +131,3 @@ async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_roll
         normalised = [Event(e.site_id, e.event_type, e.path or None, e.user_id or None, e.ts_us) for e in old]
         assert await merge(connection, normalised) == 0
         await connection.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

@@ -15,6 +15,7 @@ from analytics.events.record import Event
 from analytics.stats.query import StatsQuery
 from analytics.stats.rollups import site_stats
 from analytics.store.events import merge, prepare
+from tests.helpers.databases import migrated_before
 
 # Reference answers straight from events, as the original service computed them (with its defects fixed).
 REFERENCE_TOTALS_SQL = """
@@ -89,23 +90,8 @@ async def test_rollups_equal_answers_from_events(
 
 async def test_migration_backfills_rollups_from_existing_events(postgres_url: str) -> None:
     """A database that has events from before the rollups gets them counted when 0002 is applied."""
-    import secrets
-
-    from yoyo import get_backend, read_migrations
-
-    from analytics.store.migrations import migrations_dir, yoyo_url
-    from tests.helpers.databases import with_database
-
-    name = f"analytics_backfill_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(postgres_url, name)
-    try:
-        backend = get_backend(yoyo_url(url))
-        migrations = read_migrations(str(migrations_dir()))
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id == "0001.events")))
-        connection = await asyncpg.connect(url)
+    async with migrated_before(postgres_url, "0002", "backfill") as database:
+        connection = await asyncpg.connect(database.url)
         await connection.execute(
             """INSERT INTO events (site_id, event_type, path, user_id, "timestamp") VALUES
                ('s', 'page_view', '/a', 'u1', '2025-11-12T10:00:00Z'),
@@ -113,9 +99,7 @@ async def test_migration_backfills_rollups_from_existing_events(postgres_url: st
                ('s', 'page_view', NULL, 'u2', '2025-11-13T10:00:00Z'),
                ('s', 'click', '/b', 'u3', '2025-11-13T10:00:00Z')"""
         )
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(migrations))
-        backend.connection.close()
+        database.apply_the_rest()
         totals = await connection.fetch("SELECT day, views, users FROM daily_totals ORDER BY day")
         assert [tuple(row) for row in totals] == [(date(2025, 11, 12), 2, 1), (date(2025, 11, 13), 1, 1)]
         assert tuple(await connection.fetchrow("SELECT views, users FROM site_totals")) == (3, 2)
@@ -131,6 +115,3 @@ async def test_migration_backfills_rollups_from_existing_events(postgres_url: st
         assert await merge(connection, redelivered) == 0
         assert await connection.fetchval("SELECT count(*) FROM events") == 4
         await connection.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
