@@ -16,6 +16,7 @@ REFUSALS: Final = {
     "413": "Body (after gzip) larger than ANALYTICS_MAX_BODY_BYTES",
     "415": "Content-Type other than JSON or text/plain, or Content-Encoding other than gzip",
     "429": "Rate limit of the client or the site exceeded; see Retry-After",
+    "431": "Request line and headers larger than ANALYTICS_MAX_HEADER_BYTES: the connection closes",
     "503": "Queue unavailable or full: not queued; retry after Retry-After",
 }
 
