@@ -294,7 +294,7 @@ async def test_openapi_document_describes_the_contract(client_with: Client) -> N
         "/api/ready",
     }
     single = paths["/api/ingestion/event"]["post"]
-    assert set(single["responses"]) == {"202", "400", "403", "413", "415", "429", "503"}
+    assert set(single["responses"]) == {"202", "400", "403", "413", "415", "429", "431", "503"}
     schemas = document["components"]["schemas"]
     event_schema = schemas["EventIn"]
     assert set(event_schema["required"]) == {"site_id", "event_type", "timestamp"}
