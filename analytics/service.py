@@ -114,22 +114,19 @@ def apply_migrations(settings: Settings) -> list[str]:
 
 def dead_letters(settings: Settings, action: str, limit: int) -> list[DeadLetter] | int:
     """`analytics dead-letters`: the letters listed, or how many were requeued or purged."""
-    with backend(settings, VALKEY, Access.SHARED_EXISTING) as redis:
-        return run_dead_letters(redis.url, settings.redis_prefix, action, limit)
 
-
-def run_dead_letters(redis_url: str, prefix: str, action: str, limit: int) -> list[DeadLetter] | int:
-    async def operate() -> list[DeadLetter] | int:
+    async def operate(redis_url: str) -> list[DeadLetter] | int:
         client = connect_redis(redis_url)
         try:
-            letters = DeadLetters(client, QueueKeys(prefix))
+            letters = DeadLetters(client, QueueKeys(settings.redis_prefix))
             if action == "list":
                 return await letters.read(limit)
             return await (letters.requeue() if action == "requeue" else letters.purge())
         finally:
             await client.aclose()
 
-    return run(operate())
+    with backend(settings, VALKEY, Access.SHARED_EXISTING) as redis:
+        return run(operate(redis.url))
 
 
 @dataclass
