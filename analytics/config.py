@@ -71,6 +71,8 @@ class Settings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     max_header_bytes: int = 32 * 1024
+    country_header: str | None = None
+    geoip_database: str = "bundled"
 
     @property
     def flush_interval_s(self) -> float:
@@ -197,6 +199,16 @@ def _redis_prefix(text: str) -> str:
     return prefix
 
 
+def _geoip_database(text: str) -> str:
+    """`bundled`, `none`, or the path of a MaxMind `.mmdb` file that exists."""
+    value = _non_empty(text)
+    if value.lower() in ("bundled", "none"):
+        return value.lower()
+    if not Path(value).is_file():
+        raise ValueError(f"expected bundled, none or the path of a .mmdb file, got {value!r} (no such file)")
+    return value
+
+
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("logfmt", "json")
 
@@ -315,6 +327,18 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "max_header_bytes",
         _integer(1024, 1 << 24),
         "largest request line plus headers accepted (431 past it)",
+    ),
+    _Var(
+        "ANALYTICS_COUNTRY_HEADER",
+        "country_header",
+        _header_name,
+        "header your CDN sets to the client's country (CF-IPCountry); empty looks the address up instead",
+    ),
+    _Var(
+        "ANALYTICS_GEOIP_DATABASE",
+        "geoip_database",
+        _geoip_database,
+        "country database: bundled (GeoLite2 data shipped by geoip2fast), none, or the path of a MaxMind .mmdb",
     ),
 )
 

@@ -36,6 +36,7 @@ from analytics.store.migrations import migrate
 from analytics.web.access import AccessRules
 from analytics.web.app import Ingestion, create_app
 from analytics.web.health import Readiness
+from analytics.web.ingest import Enrichment
 from analytics.web.server import Server, server_config
 from analytics.writer.loop import Writer, new_writer_id
 
@@ -189,7 +190,8 @@ class Service:
             pusher = Pusher(client, keys, settings.queue_max_length)
             rules = AccessRules.from_settings(settings)
             rules.warn_if_open()
-            ingestion = Ingestion(pusher, pool, settings.max_body_bytes, settings.max_batch_events, rules)
+            enrichment = Enrichment.from_settings(settings, client, keys)
+            ingestion = Ingestion(pusher, enrichment, pool, settings.max_body_bytes, settings.max_batch_events, rules)
         # Ingestion needs only Redis; a writer needs PostgreSQL too.
         required = ("redis", "postgresql") if settings.role.runs_writer else ("redis",)
         readiness = Readiness({"redis": partial(ping, client), "postgresql": partial(ping_database, pool)}, required)

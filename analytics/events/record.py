@@ -11,11 +11,14 @@ import msgspec
 
 class Event(msgspec.Struct, array_like=True, gc=False):
     """One event. Encoded as a msgpack array in this field order: the compact record the queue has always held, so
-    records queued by earlier versions (plain 6-element arrays) decode as Events.
+    records queued by earlier versions (plain 6-element arrays) decode as Events. Fields after `accepted_ms` came
+    with ingest v2 and are appended only: a record that lacks them (queued by v1) reads them as their defaults.
 
-    `ts_us` is UTC microseconds since 1970; `accepted_ms` is when the api answered 202 (ms since 1970, for the
-    writer's lag metric), set just before the push. Not frozen: the api stamps `accepted_ms` in place instead of
-    copying every event of a batch.
+    `ts_us` is UTC microseconds since 1970, after clock-skew correction; `client_ts_us` is the client's own
+    timestamp when the correction moved it (identity uses it). `accepted_ms` is when the api answered 202 (ms since
+    1970, for the writer's lag metric), set just before the push. `props` is the custom properties as JSON text, as
+    the jsonb column takes it. The client's IP address is never part of an Event. Not frozen: the api stamps
+    `accepted_ms` in place instead of copying every event of a batch.
     """
 
     site_id: str
@@ -24,6 +27,23 @@ class Event(msgspec.Struct, array_like=True, gc=False):
     user_id: str | None
     ts_us: int
     accepted_ms: int = 0
+    client_ts_us: int | None = None
+    event_id: str | None = None
+    visitor: str | None = None
+    referrer: str | None = None
+    source: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    browser: str | None = None
+    browser_version: str | None = None
+    os: str | None = None
+    os_version: str | None = None
+    device: str | None = None
+    country: str | None = None
+    props: str | None = None
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -55,15 +75,30 @@ KEY_NULL: Final = "n"
 
 
 def event_key(event: Event) -> str:
-    """The idempotency key, exactly as the SQL function `event_key` (migrations/0003.event_key.sql) computes it.
+    """The idempotency key, returned as the hex digits a `uuid` column takes (asyncpg parses those in C, where
+    building `uuid.UUID`s cost more than md5). Computed here so PostgreSQL, the writer's bottleneck, does not.
 
-    Computed here so PostgreSQL, the writer's bottleneck, does not (3.7 us a row there). Lengths are in characters,
-    as PostgreSQL's `length()` counts them; NULL is `n`, with no value after it (`concat_ws` skips NULLs). Returned as
-    the hex digits a `uuid` column takes: asyncpg parses those in C, where building `uuid.UUID`s cost more than md5.
+    With an `event_id`, the key is `(site_id, event_id)` alone: a re-send is one event whatever else changed.
+    Without one, the natural key exactly as the SQL function `event_key` (migrations/0003.event_key.sql) computes
+    it: lengths in characters, as PostgreSQL's `length()` counts them; NULL is `n`, with no value after it
+    (`concat_ws` skips NULLs); the timestamp is the client's own, so skew correction cannot split a retry. An
+    anonymous event (no user_id) adds its cookieless visitor, so two visitors viewing a page in the same
+    microsecond stay two events while one client's retry stays one. The three shapes cannot collide: the id form
+    starts with `e`, the others with a digit, and `v` marks the visitor where a user_id's length would stand.
     """
-    site_id, event_type, user_id, path = event.site_id, event.event_type, event.user_id, event.path
-    parts = [str(len(site_id)), site_id, str(len(event_type)), event_type]
-    parts += (KEY_NULL,) if user_id is None else (str(len(user_id)), user_id)
-    parts += (KEY_NULL,) if path is None else (str(len(path)), path)
-    parts.append(str(event.ts_us))
-    return hashlib.md5(":".join(parts).encode(), usedforsecurity=False).hexdigest()
+    site_id = event.site_id
+    if event.event_id is not None:
+        text = f"e:{len(site_id)}:{site_id}:{event.event_id}"
+    else:
+        event_type, user_id, path, visitor = event.event_type, event.user_id, event.path, event.visitor
+        parts = [str(len(site_id)), site_id, str(len(event_type)), event_type]
+        if user_id is not None:
+            parts += (str(len(user_id)), user_id)
+        elif visitor is not None:
+            parts.append(f"v{visitor}")
+        else:
+            parts.append(KEY_NULL)
+        parts += (KEY_NULL,) if path is None else (str(len(path)), path)
+        parts.append(str(event.ts_us if event.client_ts_us is None else event.client_ts_us))
+        text = ":".join(parts)
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()

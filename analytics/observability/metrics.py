@@ -15,6 +15,7 @@ REJECTION_REASONS: Final = (
     "queue_full",
     "queue_unavailable",
 )
+BOT_REASONS: Final = ("empty", "crawler", "headless")
 BATCH_BUCKETS: Final = (1, 10, 50, 100, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -32,6 +33,13 @@ class Metrics:
             "analytics_requests_rejected", "Ingestion requests refused, by reason.", ["reason"], registry=registry
         )
         self.rejected = {reason: self.requests_rejected.labels(reason) for reason in REJECTION_REASONS}
+        self.bot_events = Counter(
+            "analytics_bot_events",
+            "Events from bots (empty User-Agent, known crawlers, headless browsers): answered 202, not stored.",
+            ["reason"],
+            registry=registry,
+        )
+        self.bots = {reason: self.bot_events.labels(reason) for reason in BOT_REASONS}
         self.unavailable = Counter(
             "analytics_unavailable_responses",
             "503 answers, by the dependency that was missing.",

@@ -28,6 +28,10 @@ class QueueKeys:
     def writers(self) -> str:
         return f"{{{self.prefix}}}:writers"
 
+    def salt(self, day: str) -> str:
+        """The cookieless visitor salt of one UTC day (`YYYY-MM-DD`), shared by every api process."""
+        return f"{{{self.prefix}}}:salt:{day}"
+
     def processing(self, writer_id: str) -> str:
         return f"{{{self.prefix}}}:processing:{writer_id}"
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import asyncpg
+import msgspec
 
 from analytics.errors import UnwritableRecords
 from analytics.events.record import Event, event_key
@@ -15,7 +16,8 @@ from analytics.store.connect import CLOSE_TIMEOUT_S, connect_writer
 from analytics.store.failures import translated
 
 STAGING_TABLE: Final = "staging_events"
-STAGING_COLUMNS: Final = ("event_key", "site_id", "event_type", "path", "user_id", "ts_us", "accepted_ms")
+# The Event's fields in its own order, after the key: a staging row is the key and the record's fields.
+STAGING_COLUMNS: Final = ("event_key", *Event.__struct_fields__)
 
 
 async def prepare(connection: asyncpg.Connection) -> None:
@@ -25,10 +27,7 @@ async def prepare(connection: asyncpg.Connection) -> None:
 
 def staging_rows(events: Sequence[Event]) -> list[tuple[object, ...]]:
     """What COPY puts in staging: each event with its idempotency key."""
-    return [
-        (event_key(event), event.site_id, event.event_type, event.path, event.user_id, event.ts_us, event.accepted_ms)
-        for event in events
-    ]
+    return [(event_key(event), *msgspec.structs.astuple(event)) for event in events]
 
 
 async def merge(connection: asyncpg.Connection, events: Sequence[Event]) -> int:

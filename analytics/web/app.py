@@ -23,8 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from analytics.events.contract import decode_event, decode_events
-from analytics.events.record import Event
+from analytics.events.contract import Submission, decode_event, decode_events
+from analytics.events.plausible import decode_plausible
 from analytics.observability.metrics import Metrics
 from analytics.queue.client import QueueSnapshot
 from analytics.queue.pusher import Pusher
@@ -33,13 +33,13 @@ from analytics.web.asgi import encode, header
 from analytics.web.cors import Cors
 from analytics.web.faults import http_error, internal_error, send_fault
 from analytics.web.health import Health, Readiness
-from analytics.web.ingest import Ingest, queued_count, queued_one
+from analytics.web.ingest import Decode, Enrichment, Ingest, queued_count, queued_one
 from analytics.web.openapi import openapi_document
 from analytics.web.reporting import Reporting
 
 JAVASCRIPT: Final = "application/javascript; charset=utf-8"
 TRACKER_CACHE: Final = {"Cache-Control": "public, max-age=3600"}
-INGEST_PATHS: Final = ("/api/ingestion/event", "/api/ingestion/events")
+INGEST_PATHS: Final = ("/api/ingestion/event", "/api/ingestion/events", "/api/event")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,7 @@ class Ingestion:
     """What the api role adds to the app: ingestion and stats, and who may use them."""
 
     pusher: Pusher
+    enrichment: Enrichment
     pool: asyncpg.Pool
     max_body_bytes: int
     max_batch_events: int
@@ -89,8 +90,8 @@ class App:
             await self.starlette(scope, receive, send)
 
 
-def _decode_one(body: bytes) -> list[Event]:
-    return [decode_event(body)]
+def _decode_one(body: bytes, received_us: int) -> list[Submission]:
+    return [decode_event(body, received_us)]
 
 
 def create_app(
@@ -112,12 +113,15 @@ def create_app(
         rules = ingestion.rules
         forbidden = metrics.rejected["forbidden"].inc
         decode_batch = functools.partial(decode_events, max_events=ingestion.max_batch_events)
-        endpoints: tuple[tuple[Callable[[bytes], list[Event]], Callable[[int], bytes]], ...] = (
+        endpoints: tuple[tuple[Decode, Callable[[int], bytes]], ...] = (
             (_decode_one, queued_one),
             (decode_batch, queued_count),
+            (decode_plausible, queued_one),
         )
         for path, (decode, accepted) in zip(INGEST_PATHS, endpoints, strict=True):
-            ingest = Ingest(ingestion.pusher, metrics, ingestion.max_body_bytes, rules, decode, accepted)
+            ingest = Ingest(
+                ingestion.pusher, metrics, ingestion.max_body_bytes, rules, ingestion.enrichment, decode, accepted
+            )
             hot_posts[path] = preflights[path] = Cors(rules.ingest_cors, ingest, forbidden)
             # Other methods on these paths reach the router, which answers the contract's JSON 405.
             routes.append(Route(path, _method_not_allowed, methods=["POST"]))

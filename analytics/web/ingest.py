@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from starlette.types import Receive, Scope, Send
 
+from analytics.config import Settings
+from analytics.enrich.country import country_from_header, country_lookup
+from analytics.enrich.pipeline import Enricher, Requester
 from analytics.errors import QueueFull, QueueUnavailable
-from analytics.events.contract import FieldError, InvalidInput
+from analytics.events.contract import FieldError, InvalidInput, Submission
 from analytics.events.record import Event, encode_event, now_ms
 from analytics.observability.metrics import Metrics
-from analytics.queue.pusher import Pusher
+from analytics.queue.client import Redis
+from analytics.queue.keys import QueueKeys
+from analytics.queue.pusher import PUSH_DEADLINE_S, Pusher
+from analytics.queue.salts import DailySalts
 from analytics.web.access import AccessRules, client_address
 from analytics.web.asgi import RETRY_AFTER, Headers, encode, retry_after, send_json
 from analytics.web.bodies import (
@@ -30,6 +39,25 @@ from analytics.web.responses import Fail, Invalid, Queued
 QUEUED: Final = encode(Queued())
 
 Answer = tuple[int, bytes, Headers]
+Decode = Callable[[bytes, int], list[Submission]]
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What turns a submission into the queued Event: the enricher, the day's visitor salt, and the header a
+    trusted CDN names the client's country in."""
+
+    enricher: Enricher
+    salts: DailySalts
+    country_header: bytes | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: Redis, keys: QueueKeys) -> Enrichment:
+        return cls(
+            Enricher(country_lookup(settings.geoip_database)),
+            DailySalts(client, keys),
+            settings.country_header.encode() if settings.country_header else None,
+        )
 
 
 def queued_one(count: int) -> bytes:
@@ -46,9 +74,10 @@ def _first_few(names: Sequence[str], shown: int = 3) -> str:
 
 
 class Ingest:
-    """One ingestion endpoint. `decode` turns a body into Events (or raises `InvalidInput`); `accepted` renders the
-    202 body for n events. Checks run cheapest first: the client's rate limit before the body is read, the site
-    checks after decoding (CORS, cheaper still, is `web.cors`'s, in front of this)."""
+    """One ingestion endpoint. `decode` turns a body into Submissions (or raises `InvalidInput`); `accepted` renders
+    the 202 body for n events. Checks run cheapest first: the client's rate limit before the body is read, the site
+    checks after decoding (CORS, cheaper still, is `web.cors`'s, in front of this). Bots' events are answered 202
+    like any other, so they do not retry, counted by reason, and dropped."""
 
     def __init__(
         self,
@@ -56,10 +85,15 @@ class Ingest:
         metrics: Metrics,
         max_body_bytes: int,
         rules: AccessRules,
-        decode: Callable[[bytes], list[Event]],
+        enrichment: Enrichment,
+        decode: Decode,
         accepted: Callable[[int], bytes],
     ) -> None:
         self._pusher = pusher
+        self._enrich = enrichment.enricher.event
+        self._salts = enrichment.salts
+        self._country_header = enrichment.country_header
+        self._bots = metrics.bots
         self._decode = decode
         self._accepted = accepted
         self._max_body_bytes = max_body_bytes
@@ -99,7 +133,7 @@ class Ingest:
             body = await read_body(headers, receive, self._max_body_bytes)
             if encoding == b"gzip":
                 body = gunzip(body, self._max_body_bytes)
-            events = self._decode(without_bom(body))
+            submissions = self._decode(without_bom(body), time.time_ns() // 1000)
         except UnsupportedEncoding:
             self._rejected["unsupported_media_type"].inc()
             return 415, self._unsupported_encoding, ()
@@ -113,9 +147,17 @@ class Ingest:
             self._rejected["invalid"].inc()
             return 400, encode(Invalid(errors=invalid.errors)), ()
         if self._sites is not None or self._per_site is not None:
-            refusal = self._check_sites(events)
+            refusal = self._check_sites(submissions)
             if refusal is not None:
                 return refusal
+        try:
+            events = await self._enriched(scope, headers, submissions)
+        except QueueUnavailable:
+            self._rejected["queue_unavailable"].inc()
+            self._unavailable.inc()
+            return 503, self._down, [RETRY_AFTER]
+        if not events:
+            return 202, self._accepted(len(submissions)), ()
         accepted_ms = now_ms()
         for event in events:
             event.accepted_ms = accepted_ms
@@ -129,13 +171,40 @@ class Ingest:
             self._unavailable.inc()
             return 503, self._down, [RETRY_AFTER]
         self._events_accepted.inc(len(events))
-        return 202, self._accepted(len(events)), ()
+        return 202, self._accepted(len(submissions)), ()
 
-    def _check_sites(self, events: list[Event]) -> Answer | None:
+    async def _enriched(self, scope: Scope, headers: dict[bytes, bytes], submissions: list[Submission]) -> list[Event]:
+        """The Events to queue; bots' submissions are counted and left out. Raises `QueueUnavailable` when the
+        day's salt is needed from Redis and Redis does not answer within the push deadline."""
+        salt = self._salts.cached()
+        if salt is None:
+            try:
+                salt = await asyncio.wait_for(self._salts.today(), PUSH_DEADLINE_S)
+            except TimeoutError:
+                raise QueueUnavailable("no visitor salt from redis in time") from None
+        country = None
+        if self._country_header is not None:
+            country = country_from_header(headers.get(self._country_header, b"").decode("latin-1"))
+        requester = Requester(
+            headers.get(b"user-agent", b"").decode("latin-1"),
+            client_address(scope, headers, self._trusted_proxy_header),
+            country,
+        )
+        events: list[Event] = []
+        for submission in submissions:
+            event = self._enrich(submission, requester, salt)
+            if isinstance(event, str):
+                self._bots[event].inc()
+            else:
+                events.append(event)
+        return events
+
+    def _check_sites(self, submissions: list[Submission]) -> Answer | None:
         """The allow-list, then the per-site budget; a batch passes whole or not at all."""
         events_per_site: dict[str, int] = {}
-        for event in events:
-            events_per_site[event.site_id] = events_per_site.get(event.site_id, 0) + 1
+        for submission in submissions:
+            site_id = submission.body.site_id
+            events_per_site[site_id] = events_per_site.get(site_id, 0) + 1
         if self._sites is not None:
             unknown = [site for site in events_per_site if site not in self._sites]
             if unknown:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from analytics.events.contract import NO_NUL, SITE_ID_MAX, EventIn
+from analytics.events.plausible import PlausibleEvent
 from analytics.web.responses import Fail, Healthy, Invalid, Queued, QueuedCount, ReadyState, StatsFound
 
 REF_TEMPLATE: Final = "#/components/schemas/{name}"
@@ -22,7 +23,8 @@ REFUSALS: Final = {
 
 INGEST_BODY: Final = (
     "JSON, sent as application/json or as text/plain (what navigator.sendBeacon sends); "
-    "Content-Encoding: gzip is accepted. Unknown fields are ignored."
+    "Content-Encoding: gzip is accepted. Unknown fields are ignored. Events from bots (an empty User-Agent, a known "
+    "crawler, a headless browser) are answered 202 and not stored."
 )
 
 
@@ -33,9 +35,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[str, Any]:
     """The document for this configuration: the batch limit and whether stats need a bearer token vary."""
     batch = Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=max_batch_events)]
-    types = (EventIn, batch, Queued, QueuedCount, Invalid, Fail, StatsFound, Healthy, ReadyState)
+    types = (EventIn, batch, PlausibleEvent, Queued, QueuedCount, Invalid, Fail, StatsFound, Healthy, ReadyState)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
-    event, events, queued, queued_count, invalid, fail, found, healthy, ready = schemas
+    event, events, plausible, queued, queued_count, invalid, fail, found, healthy, ready = schemas
     refusals = {status: _json(fail, description) for status, description in REFUSALS.items()}
     invalid_body = _json(invalid, "Every problem in the body, at its path; nothing queued")
 
@@ -84,6 +86,7 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
         "paths": {
             "/api/ingestion/event": ingest(event, queued, "Queue one event"),
             "/api/ingestion/events": ingest(events, queued_count, f"Queue 1 to {max_batch_events} events, atomically"),
+            "/api/event": ingest(plausible, queued, "Queue an event sent by Plausible's tracker script (Events API)"),
             "/api/reporting/stats": {"get": stats_operation},
             "/api/healthcheck": {"get": {"summary": "Liveness", "responses": {"200": _json(healthy, "Running")}}},
             "/api/ready": {

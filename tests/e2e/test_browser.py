@@ -1,54 +1,36 @@
 """The tracker in a real browser: headless Chromium loads a page of another origin that embeds `/tracker.js`, and the
 page views it sends come out of the stats endpoint, exactly.
 
-Chromium is Debian's (`apt-get install -y chromium`), driven by playwright with `executable_path`: nothing is
-downloaded at test time. Without Chromium or playwright the browser tests skip, except under CI (`CI` set), where
-they fail instead, so a missing install step cannot pass unnoticed; `.ci/run` sets `CHROMIUM_UNAVAILABLE` to the
-reason when it tried to install Chromium and could not, and then they skip with that reason.
+Chromium, and when these tests skip or fail without it: tests/helpers/browser.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
-import os
+import json
 import secrets
-import shutil
+import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
 import analytics.web
+from tests.helpers.browser import DESKTOP_CHROME, Visit, site_app
 from tests.helpers.servers import serving
 from tests.helpers.waiting import eventually
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, ConsoleMessage, Page
-    from playwright.async_api import Request as BrowserRequest
+    from playwright.async_api import Browser
 
 TRACKER = Path(analytics.web.__file__).with_name("static") / "tracker.js"
 TRACKER_MAX_BYTES = 2048
 JAVASCRIPT_TYPES = {"application/javascript", "text/javascript"}
-# Headless, as root, on a machine with no network but loopback: nothing that phones home or needs a GPU.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The page's own scripts: a SPA link, and a button that changes the URL but not the path (which sends nothing).
 PAGE_SCRIPT = """
 document.getElementById('spa').addEventListener('click', (e) => {
@@ -62,34 +44,6 @@ document.getElementById('same-path').addEventListener('click', () => {
 """
 # Makes the browser look like one without navigator.sendBeacon, so the tracker falls back to fetch.
 NO_SEND_BEACON = "delete Navigator.prototype.sendBeacon;"
-
-
-def unavailable(reason: str) -> NoReturn:
-    install_failure = os.environ.get("CHROMIUM_UNAVAILABLE")
-    if install_failure:
-        pytest.skip(f"{reason}: {install_failure}")
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must run the browser tests)")
-    pytest.skip(reason)
-
-
-def chromium_executable() -> str | None:
-    return os.environ.get("TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        unavailable("playwright is not installed: pip install -e '.[dev]'")
-    executable = chromium_executable()
-    if executable is None:
-        unavailable("chromium is not installed: apt-get install -y chromium")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 def page_html(tracker_url: str, site_id: str | None, user_id: str | None) -> str:
@@ -107,48 +61,6 @@ def page_html(tracker_url: str, site_id: str | None, user_id: str | None) -> str
 </body></html>"""
 
 
-def site_app(document: str) -> Starlette:
-    """A website on its own origin: the same page for every path under /app/."""
-
-    async def app_page(request: Request) -> Response:
-        return HTMLResponse(document)
-
-    async def favicon(request: Request) -> Response:
-        return Response(status_code=204)
-
-    return Starlette(routes=[Route("/app/{rest:path}", app_page), Route("/favicon.ico", favicon)])
-
-
-@dataclass
-class Visit:
-    """One browser tab, and what it sent to the ingestion endpoint and what went wrong in it."""
-
-    page: Page
-    ingest_url: str
-    sent: list[BrowserRequest] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.page.on("request", self._on_request)
-        self.page.on("requestfailed", self._on_request_failed)
-        self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
-        self.page.on("console", self._on_console)
-
-    def _on_request(self, request: BrowserRequest) -> None:
-        if request.url == self.ingest_url:
-            self.sent.append(request)
-
-    def _on_request_failed(self, request: BrowserRequest) -> None:
-        # DevTools reports the opaque answer to a no-cors fetch (the fallback) as ERR_ABORTED although the server got
-        # it; whether the events arrived, the stats tell.
-        if request.url != self.ingest_url:
-            self.errors.append(f"failed: {request.url} {request.failure}")
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text}")
-
-
 @contextlib.asynccontextmanager
 async def visiting(
     browser: Browser, service_url: str, site_id: str | None, user_id: str | None = None, init_script: str | None = None
@@ -159,7 +71,7 @@ async def visiting(
     """
     document = page_html(f"{service_url}/tracker.js", site_id, user_id)
     async with serving(site_app(document)) as origin:
-        context = await browser.new_context()
+        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
         try:
             if init_script is not None:
                 await context.add_init_script(init_script)
@@ -268,6 +180,52 @@ async def test_a_user_id_over_the_contract_limit_is_cut_not_refused(
         data = await stats_with_views(service, site_id, 1)
         assert data["unique_users"] == 1
         assert visit.errors == []
+
+
+async def test_what_the_tracker_sends_is_stored_with_its_source_device_and_props(
+    browser: Browser, service: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """A visit from a link in a newsletter campaign, then a custom event with props: what the service stored.
+
+    Over the fetch fallback: DevTools does not show a beacon's body, and the test reads what was sent too.
+    """
+    site_id = f"browser-{secrets.token_hex(6)}"
+    service_url = str(service.base_url).rstrip("/")
+    async with visiting(browser, service_url, site_id, "visitor-1", NO_SEND_BEACON) as (visit, origin):
+        landing = f"{origin}/app/pricing?utm_source=newsletter&utm_campaign=launch#plans"
+        await visit.page.goto(landing, referer="https://news.example.org/post?id=7")
+        await visit.page.evaluate("window.analytics.track('Signup', {plan: 'pro', seats: 3, trial: false})")
+
+        async def both_stored() -> list[asyncpg.Record]:
+            rows = await db.fetch('SELECT * FROM events WHERE site_id = $1 ORDER BY "timestamp"', site_id)
+            assert len(rows) == 2
+            return rows
+
+        page_view, signup = await eventually(both_stored, timeout_s=10)
+        sent = [json.loads(request.post_data or "null") for request in visit.sent]
+        assert visit.errors == []
+
+    assert [body["event_type"] for body in sent] == ["page_view", "Signup"]
+    for body in sent:
+        assert body["url"] == landing
+        assert body["referrer"] == "https://news.example.org/post?id=7"
+        assert body["sent_at"] == body["timestamp"]
+        assert uuid.UUID(body["event_id"])
+    assert [row["event_id"] for row in (page_view, signup)] == [body["event_id"] for body in sent]
+    for row in (page_view, signup):
+        assert row["path"] == "/app/pricing"
+        assert (row["source"], row["utm_source"], row["utm_campaign"]) == ("newsletter", "newsletter", "launch")
+        assert row["referrer"] == "https://news.example.org/post"
+        assert (row["browser"], row["browser_version"]) == ("Chrome", browser.version.split(".")[0])
+        assert (row["os"], row["device"]) == ("Linux", "desktop")
+        assert (row["user_id"], row["visitor"]) == ("visitor-1", "visitor-1")
+        assert abs(row["timestamp"] - datetime.now(UTC)) < timedelta(minutes=1)
+    assert page_view["event_type"] == "page_view"
+    assert page_view["props"] is None
+    assert (signup["event_type"], json.loads(signup["props"])) == (
+        "Signup",
+        {"plan": "pro", "seats": 3, "trial": False},
+    )
 
 
 def test_the_tracker_fits_in_2_kib() -> None:

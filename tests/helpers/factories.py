@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from analytics.enrich.country import no_country
+from analytics.enrich.pipeline import Enricher, Requester
+from analytics.events.contract import Submission
+from analytics.events.record import Event
+
 NUMBERED_SITE = "faults"  # the site of `event_for`: every stored row of a fault test belongs to it
 
 
@@ -29,3 +34,23 @@ def event_for(number: int) -> dict[str, Any]:
         "user_id": f"u{number}",
         "timestamp": f"2025-11-12T19:30:01.{number % 1_000_000:06d}Z",
     }
+
+
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+SALT = bytes(range(32))
+BROWSER = Requester(CHROME, "81.2.69.160", None)
+# After every timestamp the tests send, and before 24 hours have passed since: the contract's window holds them all.
+RECEIVED_US = 1_800_000_000_000_000  # 2027-01-15T08:00:00Z
+
+
+def queued(submission: Submission, requester: Requester = BROWSER) -> Event:
+    """A submission as the api queues it, from a desktop Chrome with no country database."""
+    event = Enricher(no_country).event(submission, requester, SALT)
+    assert isinstance(event, Event), f"dropped as a bot: {event}"
+    return event
+
+
+def v1_fields(event: Event) -> tuple[str, str, str | None, str | None, int]:
+    return event.site_id, event.event_type, event.path, event.user_id, event.ts_us

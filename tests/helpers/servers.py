@@ -18,6 +18,7 @@ from analytics.store.connect import ping_database
 from analytics.web.access import AccessRules
 from analytics.web.app import App, Ingestion, create_app
 from analytics.web.health import Readiness
+from analytics.web.ingest import Enrichment
 from analytics.web.server import Server, server_config
 
 
@@ -27,7 +28,8 @@ def api_app(pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, settings: Sett
     redis, keys = pusher.client, pusher.keys
     readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, ["redis"])
     rules = AccessRules.from_settings(settings)
-    ingestion = Ingestion(pusher, pool, settings.max_body_bytes, settings.max_batch_events, rules)
+    enrichment = Enrichment.from_settings(settings, redis, keys)
+    ingestion = Ingestion(pusher, enrichment, pool, settings.max_body_bytes, settings.max_batch_events, rules)
     return create_app(metrics, readiness, partial(snapshot, redis, keys), ingestion)
 
 

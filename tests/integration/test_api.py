@@ -18,7 +18,7 @@ from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import Pusher
 from analytics.web.access import AccessRules
 from analytics.web.app import App
-from analytics.web.ingest import Ingest
+from analytics.web.ingest import Enrichment, Ingest
 from tests.helpers.factories import event
 from tests.helpers.servers import api_app, serving
 from tests.helpers.waiting import eventually
@@ -397,13 +397,13 @@ async def test_contract_maximum_lengths_in_multibyte_text_are_stored(
 async def test_timestamps_are_stored_exactly_in_utc(service: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     await ingest_all(
         service,
-        [event(timestamp="2025-11-12T21:30:01.123456+02:00"), event(timestamp="0001-01-01T00:00:00Z", path="/old")],
+        [event(timestamp="2025-11-12T21:30:01.123456+02:00"), event(timestamp="1970-01-01T00:00:00Z", path="/old")],
     )
     await settled(db, 2)
     rows = await db.fetch(
         """SELECT to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS utc FROM events ORDER BY 1"""
     )
-    assert [row["utc"] for row in rows] == ["0001-01-01T00:00:00.000000", "2025-11-12T19:30:01.123456"]
+    assert [row["utc"] for row in rows] == ["1970-01-01T00:00:00.000000", "2025-11-12T19:30:01.123456"]
 
 
 async def test_batch_of_valid_events_is_queued_with_its_count(
@@ -470,11 +470,12 @@ async def test_batch_with_redis_unreachable_is_503(pool: asyncpg.Pool, keys: Que
 async def test_fault_on_the_fast_ingest_path_is_json_500_too(
     pusher: Pusher, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def explode(body: bytes) -> list[Any]:
+    def explode(body: bytes, received_us: int) -> list[Any]:
         raise RuntimeError("decoder bug")
 
     app = api_app(pusher, pool, Metrics())
-    ingest = Ingest(pusher, Metrics(), 1024, AccessRules(), explode, lambda n: b"")
+    enrichment = Enrichment.from_settings(Settings(), pusher.client, pusher.keys)
+    ingest = Ingest(pusher, Metrics(), 1024, AccessRules(), enrichment, explode, lambda n: b"")
     broken = App(app.starlette, {"/api/ingestion/event": ingest}, {})
     with caplog.at_level(logging.ERROR, logger="analytics.web.faults"):
         async with serving(broken) as base_url, httpx.AsyncClient(base_url=base_url) as client:

@@ -289,6 +289,7 @@ async def test_openapi_document_describes_the_contract(client_with: Client) -> N
     assert set(paths) == {
         "/api/ingestion/event",
         "/api/ingestion/events",
+        "/api/event",
         "/api/reporting/stats",
         "/api/healthcheck",
         "/api/ready",
@@ -300,6 +301,16 @@ async def test_openapi_document_describes_the_contract(client_with: Client) -> N
     assert set(event_schema["required"]) == {"site_id", "event_type", "timestamp"}
     assert event_schema["properties"]["site_id"]["maxLength"] == 256
     assert event_schema["properties"]["timestamp"]["format"] == "date-time"
+    v2 = event_schema["properties"]
+    assert set(v2) >= {"event_id", "sent_at", "url", "referrer", "props", "user_agent", "ip"}
+    assert v2["event_id"]["anyOf"][0] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 128,
+        "pattern": "^[^\\u0000]*$",
+    }
+    assert v2["props"]["anyOf"][0]["maxProperties"] == 30
+    assert set(schemas["PlausibleEvent"]["properties"]) >= {"name", "n", "url", "u", "domain", "d", "props", "p"}
     batch_schema = paths["/api/ingestion/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert (batch_schema["minItems"], batch_schema["maxItems"]) == (1, 50)
     assert "security" not in paths["/api/reporting/stats"]["get"]

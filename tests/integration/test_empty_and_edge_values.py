@@ -89,6 +89,29 @@ SELECT site_id, ("timestamp" AT TIME ZONE 'UTC')::date AS day, count(*) AS views
        count(DISTINCT user_id) AS users, count(*) FILTER (WHERE path IS NOT NULL) AS path_views
 FROM events WHERE event_type = 'page_view' GROUP BY 1, 2 ORDER BY 1, 2
 """
+# The writer before 0005: every row its own event_key (the SQL function of 0003), '' kept as a value.
+OLD_INSERT_SQL = """
+INSERT INTO events (event_key, site_id, event_type, path, user_id, "timestamp")
+VALUES (event_key($1, $2, $4, $3, $5), $1, $2, $3, $4,
+        to_timestamp($5::bigint / 1000000) + ($5::bigint % 1000000) * interval '1 microsecond')
+"""
+OLD_ROLLUPS_SQL = """
+CREATE TEMP VIEW old_views AS
+SELECT site_id, ("timestamp" AT TIME ZONE 'UTC')::date AS day, path, user_id FROM events WHERE event_type = 'page_view';
+INSERT INTO daily_users (site_id, day, user_md5)
+SELECT DISTINCT site_id, day, md5(user_id)::uuid FROM old_views WHERE user_id IS NOT NULL;
+INSERT INTO daily_totals (site_id, day, views, users)
+SELECT site_id, day, count(*), count(DISTINCT user_id) FROM old_views GROUP BY 1, 2;
+INSERT INTO daily_path_views (site_id, day, path_md5, path, views)
+SELECT site_id, day, md5(path)::uuid, path, count(*) FROM old_views WHERE path IS NOT NULL GROUP BY 1, 2, 4;
+INSERT INTO site_users (site_id, user_md5)
+SELECT DISTINCT site_id, md5(user_id)::uuid FROM old_views WHERE user_id IS NOT NULL;
+INSERT INTO site_totals (site_id, views, users)
+SELECT site_id, count(*), count(DISTINCT user_id) FROM old_views GROUP BY 1;
+INSERT INTO site_path_views (site_id, path_md5, path, views)
+SELECT site_id, md5(path)::uuid, path, count(*) FROM old_views WHERE path IS NOT NULL GROUP BY 1, 3;
+DROP VIEW old_views;
+"""
 ROLLUP_SQL = """
 SELECT t.site_id, t.day, t.views, t.users,
        (SELECT coalesce(sum(p.views), 0) FROM daily_path_views p WHERE p.site_id = t.site_id AND p.day = t.day)
@@ -100,8 +123,8 @@ async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_roll
     async with migrated_before(postgres_url, "0005", "blank") as database:
         connection = await asyncpg.connect(database.url)
         at = epoch_microseconds(datetime(2025, 11, 12, 10, tzinfo=UTC))
-        # What the previous writer stored: '' counted as a user and as a path.
-        await prepare(connection)
+        # What the previous writer stored: '' counted as a user and as a path. Written with that schema's SQL (the
+        # writer of today inserts columns it does not have yet).
         old: list[Event] = [
             Event("s", "page_view", "", "", at, 0),
             Event("s", "page_view", None, None, at, 0),  # the same event with nulls: becomes a duplicate
@@ -112,7 +135,10 @@ async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_roll
             Event("s", "click", "", "", at + 4, 0),
             Event("other", "page_view", "/b", "u3", at, 0),  # a site without '' rows keeps its rollups untouched
         ]
-        assert await merge(connection, old) == 8
+        await connection.executemany(
+            OLD_INSERT_SQL, [(e.site_id, e.event_type, e.path, e.user_id, e.ts_us) for e in old]
+        )
+        await connection.execute(OLD_ROLLUPS_SQL)
         assert tuple(await connection.fetchrow("SELECT views, users FROM site_totals WHERE site_id = 's'")) == (6, 3)
         untouched = await connection.fetch("SELECT * FROM daily_totals WHERE site_id = 'other'")
 
@@ -129,5 +155,6 @@ async def test_migration_turns_stored_empty_strings_into_nulls_and_recounts_roll
         assert [tuple(row) for row in rows] == [(date(2025, 11, 12), 4)]
         # The recomputed keys are the writer's: the same events delivered again (now with nulls) store nothing.
         normalised = [Event(e.site_id, e.event_type, e.path or None, e.user_id or None, e.ts_us) for e in old]
+        await prepare(connection)
         assert await merge(connection, normalised) == 0
         await connection.close()

@@ -14,11 +14,12 @@ PACKAGE = Path(__file__).resolve().parents[2] / "analytics"
 SHARED = {"analytics.errors", "analytics.config", "analytics.observability"}
 ALLOWED = {
     "events": set(),
+    "enrich": {"analytics.events"},
     "queue": {"analytics.events"},
     "store": {"analytics.events"},
     "stats": {"analytics.events", "analytics.store"},
     "writer": {"analytics.events", "analytics.queue", "analytics.store"},
-    "web": {"analytics.events", "analytics.queue", "analytics.stats", "analytics.store"},
+    "web": {"analytics.events", "analytics.enrich", "analytics.queue", "analytics.stats", "analytics.store"},
     "observability": set(),
     "dev": set(),
 }

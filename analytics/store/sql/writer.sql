@@ -2,6 +2,7 @@
 
 -- name: create_staging
 -- Created once per connection (a temp table per batch churns the catalogs); emptied by every commit.
+-- staging_events has the key and then the queued record's fields, in its order (store/events.py: STAGING_COLUMNS).
 -- inserted_events holds what the merge actually inserted: the only rows the rollups may count.
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     event_key uuid NOT NULL,
@@ -10,7 +11,24 @@ CREATE TEMP TABLE IF NOT EXISTS staging_events (
     path text COLLATE "C",
     user_id text COLLATE "C",
     ts_us bigint NOT NULL,
-    accepted_ms bigint NOT NULL
+    accepted_ms bigint NOT NULL,
+    client_ts_us bigint,
+    event_id text COLLATE "C",
+    visitor text COLLATE "C",
+    referrer text COLLATE "C",
+    source text COLLATE "C",
+    utm_source text COLLATE "C",
+    utm_medium text COLLATE "C",
+    utm_campaign text COLLATE "C",
+    utm_term text COLLATE "C",
+    utm_content text COLLATE "C",
+    browser text COLLATE "C",
+    browser_version text COLLATE "C",
+    os text COLLATE "C",
+    os_version text COLLATE "C",
+    device text COLLATE "C",
+    country text COLLATE "C",
+    props jsonb
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS inserted_events (
     site_id text COLLATE "C" NOT NULL,
@@ -32,9 +50,13 @@ SELECT site_id, day, path, user_id FROM inserted_events WHERE event_type = 'page
 -- overlapping batches wait for each other but never deadlock. The timestamp is rebuilt from whole seconds plus
 -- microseconds because interval * bigint goes through float8 (inexact past 2^53 µs).
 WITH inserted AS (
-    INSERT INTO events (event_key, site_id, event_type, path, user_id, "timestamp")
+    INSERT INTO events (event_key, site_id, event_type, path, user_id, "timestamp", event_id, visitor, referrer,
+                        source, utm_source, utm_medium, utm_campaign, utm_term, utm_content, browser, browser_version,
+                        os, os_version, device, country, props)
     SELECT event_key, site_id, event_type, path, user_id,
-           to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond'
+           to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond',
+           event_id, visitor, referrer, source, utm_source, utm_medium, utm_campaign, utm_term, utm_content, browser,
+           browser_version, os, os_version, device, country, props
     FROM staging_events
     ORDER BY event_key
     ON CONFLICT (event_key) DO NOTHING

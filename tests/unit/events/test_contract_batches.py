@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from analytics.events.contract import FieldError, InvalidInput, decode_event, decode_events
+from tests.helpers.factories import RECEIVED_US
 
 VALID = {"site_id": "s", "event_type": "page_view", "timestamp": "2025-11-12T19:30:01Z", "path": "/", "user_id": "u"}
 
@@ -18,13 +19,13 @@ def raw(items: Any) -> bytes:
 
 def errors_of(body: bytes, max_events: int = 1000) -> list[FieldError]:
     with pytest.raises(InvalidInput) as caught:
-        decode_events(body, max_events)
+        decode_events(body, RECEIVED_US, max_events)
     return caught.value.errors
 
 
 def test_valid_batch_gives_one_record_per_event_in_order() -> None:
     events = [{**VALID, "path": f"/{n}"} for n in range(3)]
-    assert decode_events(raw(events), 1000) == [decode_event(raw(event)) for event in events]
+    assert decode_events(raw(events), RECEIVED_US, 1000) == [decode_event(raw(event), RECEIVED_US) for event in events]
 
 
 def test_every_problem_is_listed_with_its_index() -> None:
@@ -59,4 +60,4 @@ def test_body_level_problems(body: bytes, message: str) -> None:
 
 
 def test_the_limit_is_inclusive() -> None:
-    assert len(decode_events(raw([VALID] * 3), 3)) == 3
+    assert len(decode_events(raw([VALID] * 3), RECEIVED_US, 3)) == 3
