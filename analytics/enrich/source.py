@@ -7,7 +7,6 @@ URL (bench/enrich.py), more than the rest of an event's enrichment.
 from __future__ import annotations
 
 import functools
-
 from typing import Final, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -71,7 +70,9 @@ def referral(referrer: str | None, page_host: str | None, utm_source: str | None
             if host == page_host:
                 host = None
             else:
-                stripped = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else None
+                # no query, fragment or credentials: they often carry tokens
+                server = parts.netloc.rpartition("@")[2]
+                stripped = f"{parts.scheme}://{server}{parts.path}" if parts.scheme else None
     return Referral(stripped, utm_source or host)
 
 

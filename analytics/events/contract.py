@@ -123,6 +123,8 @@ def timestamp_microseconds(text: str) -> int | None:
     """
     if len(text) < 19 or text[10] not in "Tt ":  # a date alone, or other short forms fromisoformat would accept
         return None
+    if "\x00" in text:  # CPython 3.11's fromisoformat ignores everything from a NUL on
+        return None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -155,6 +157,9 @@ def is_web_url(text: str) -> bool:
 
 
 def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address; an IPv6 scope (`%eth0`, which may hold anything) is not part of one here."""
+    if "%" in text:
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -165,7 +170,7 @@ def is_ip_address(text: str) -> bool:
 def _has_nul(event: EventIn) -> bool:
     if "\x00" in event.site_id or "\x00" in event.event_type:
         return True
-    for text in (event.path, event.user_id, event.event_id, event.url, event.referrer, event.user_agent):
+    for text in (event.path, event.user_id, event.event_id, event.url, event.referrer, event.user_agent, event.ip):
         if text is not None and "\x00" in text:
             return True
     if event.props:

@@ -109,7 +109,9 @@ def decode_plausible(body: bytes, received_us: int) -> list[Submission]:
         problems.append(FieldError("body.name", "name is required"))
     if not isinstance(url, str) or not url:
         problems.append(FieldError("body.url", "url is required"))
-    if not isinstance(domain, str) or not domain.strip(" ,"):
+    sites = [site.strip().removeprefix("www.") for site in domain.split(",")] if isinstance(domain, str) else []
+    sites = [site for site in sites if site]
+    if not sites:
         problems.append(FieldError("body.domain", "domain is required"))
     if problems:
         raise InvalidInput(problems)
@@ -125,10 +127,7 @@ def decode_plausible(body: bytes, received_us: int) -> list[Submission]:
             path = f"{parts.path or '/'}#{parts.fragment}"
     timestamp = (EPOCH + received_us * ONE_MICROSECOND).isoformat()
     submissions: list[Submission] = []
-    for site in domain.split(","):
-        site_id = site.strip().removeprefix("www.")
-        if not site_id:
-            continue
+    for site_id in sites:
         event = {
             "site_id": site_id,
             "event_type": "page_view" if name == PAGEVIEW else name,
@@ -141,7 +140,8 @@ def decode_plausible(body: bytes, received_us: int) -> list[Submission]:
         try:
             submissions.append(decode_event(_encode(event), received_us))
         except InvalidInput as invalid:
-            raise InvalidInput([_renamed(error) for error in invalid.errors]) from None
+            # dict.fromkeys: a path derived from the url (hash mode) repeats the url's own problem
+            raise InvalidInput(list(dict.fromkeys(_renamed(error) for error in invalid.errors))) from None
     return submissions
 
 

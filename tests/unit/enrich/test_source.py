@@ -45,6 +45,7 @@ def test_no_url_is_no_page() -> None:
         (None, DIRECT),
         ("not a url", DIRECT),
         ("http://[::1", DIRECT),
+        ("https://user:pw@partner.example/a?t=1", Referral("https://partner.example/a", "partner.example")),
     ],
 )
 def test_referrers_become_sources(referrer: str | None, expected: Referral) -> None:
