@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
+
+from analytics.config import ConfigError, load_settings
 from analytics.enrich.country import country_from_header, country_lookup, no_country
 
 
@@ -40,3 +45,25 @@ def test_none_looks_nothing_up() -> None:
 )
 def test_a_cdn_header(value: str | None, country: str | None) -> None:
     assert country_from_header(value) == country
+
+
+def test_an_operators_mmdb(tmp_path: Path) -> None:
+    """A GeoLite2/GeoIP2 Country database of the operator's, written here with two networks."""
+    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-Country", ipv4_compatible=True)
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "NZ"}})
+    writer.insert_network(IPSet(["2001:db8::/32"]), {"registered_country": {"iso_code": "JP"}})
+    path = tmp_path / "countries.mmdb"
+    writer.to_db_file(str(path))
+    lookup = country_lookup(str(path))
+    assert [lookup(address) for address in ("203.0.113.9", "2001:db8::1", "8.8.8.8", "unknown")] == [
+        "NZ",
+        "JP",
+        None,
+        None,
+    ]
+
+
+def test_a_database_setting_that_is_no_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ANALYTICS_GEOIP_DATABASE"):
+        load_settings({"ANALYTICS_GEOIP_DATABASE": str(tmp_path / "missing.mmdb")}, env_file=None)
+    assert load_settings({"ANALYTICS_GEOIP_DATABASE": "NONE"}, env_file=None).geoip_database == "none"
