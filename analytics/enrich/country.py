@@ -1,5 +1,5 @@
 """Client address → country (ISO 3166-1 alpha-2), from an offline database: GeoLite2 country data as bundled by the
-`geoip2fast` package (its loader is pure Python: 0.2 s and ~30 MB once per process, 3.5 us a lookup), or an
+`geoip2fast` package (its loader is pure Python: 0.2 s and ~50 MB once per process, 3.5 us a lookup), or an
 operator's MaxMind `.mmdb` read by `maxminddb` (C extension). Private, reserved and unknown addresses are None."""
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.openapi import from_url
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from analytics.queue.keys import QueueKeys
 from tests.helpers.databases import cloned_database
@@ -69,6 +70,7 @@ def api_schema(target: Target) -> Any:
 OPERATIONS = [
     ("/api/ingestion/event", "POST"),
     ("/api/ingestion/events", "POST"),
+    ("/api/event", "POST"),
     ("/api/reporting/stats", "GET"),
     ("/api/healthcheck", "GET"),
     ("/api/ready", "GET"),
@@ -80,9 +82,15 @@ def test_every_documented_operation_is_fuzzed(api_schema: Any) -> None:
     assert documented == set(OPERATIONS)
 
 
+# A schema cannot say everything these bodies must be: a timestamp must lie within a window of the server's clock
+# (v2), and Plausible's body needs `name` or `n` (and the like). So data valid by the schema alone may be a 400 here,
+# and acceptance of positive data is not checked on them; every other check is (no 5xx, documented statuses,
+# responses matching their schemas), and the negative cases and the hostile bodies below still run.
+CLOCK_BOUND = {"/api/ingestion/event", "/api/ingestion/events", "/api/event"}
+
 # Health and readiness take no input, so there is nothing invalid to send them.
 CASES = [(path, method, GenerationMode.POSITIVE) for path, method in OPERATIONS] + [
-    (path, method, GenerationMode.NEGATIVE) for path, method in OPERATIONS[:3]
+    (path, method, GenerationMode.NEGATIVE) for path, method in OPERATIONS[:4]
 ]
 
 
@@ -96,7 +104,8 @@ def test_operation_conforms_to_its_openapi_document(
     @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(mode))
     def conforms(case: Any) -> None:
-        case.call_and_validate(timeout=REQUEST_TIMEOUT_S)
+        excluded = [positive_data_acceptance] if path in CLOCK_BOUND else []
+        case.call_and_validate(timeout=REQUEST_TIMEOUT_S, excluded_checks=excluded)
 
     conforms()
 
@@ -147,7 +156,7 @@ def assert_contract_shape(response: httpx.Response) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     body=hostile_bodies,
-    path=st.sampled_from(["/api/ingestion/event", "/api/ingestion/events"]),
+    path=st.sampled_from(["/api/ingestion/event", "/api/ingestion/events", "/api/event"]),
     content_type=st.sampled_from(["application/json", "text/plain;charset=UTF-8", None]),
     compress=st.booleans(),
 )
