@@ -178,6 +178,7 @@ class Service:
     env: dict[str, str]
     port: int
     name: str
+    cwd: Path = ROOT  # another source tree runs from its own directory (`python -m` puts it first on sys.path)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(prefix="bench-", suffix=".log")[1]))
 
@@ -188,7 +189,7 @@ class Service:
 
     def start(self, timeout_s: float = 30.0, health_path: str = "/api/healthcheck") -> None:
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -240,11 +241,14 @@ def analytics_service(
     redis_url: str,
     prefix: str,
     extra_env: Mapping[str, str] | None = None,
+    tree: Path | None = None,
 ) -> Service:
-    """The real service, as an operator runs it: `analytics serve --role … --no-migrate`."""
+    """The real service, as an operator runs it: `analytics serve --role … --no-migrate`; from `tree` (another
+    checkout, e.g. a `git worktree` of an older commit) instead of this one when given."""
     port = free_port()
     env = {
         **os.environ,
+        **({"PYTHONPATH": str(tree)} if tree is not None else {}),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "ANALYTICS_REDIS_PREFIX": prefix,
@@ -254,7 +258,30 @@ def analytics_service(
         **(extra_env or {}),
     }
     argv = [sys.executable, "-m", "analytics", "--env-file", NO_ENV_FILE, "serve", "--role", role, "--no-migrate"]
-    return Service(argv=argv, env=env, port=port, name=f"analytics {role}")
+    name = f"analytics {role}" if tree is None else f"analytics {role} ({tree})"
+    return Service(argv=argv, env=env, port=port, name=name, cwd=tree or ROOT)
+
+
+def migrate_tree(database_url: str, tree: Path) -> None:
+    """`analytics migrate` of another checkout, with its own migrations."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
+    argv = [sys.executable, "-m", "analytics", "--env-file", NO_ENV_FILE, "migrate"]
+    subprocess.run(argv, env=env, cwd=tree, check=True, capture_output=True)
+
+
+def tree_description(tree: Path) -> str:
+    """Which commit a checkout is at, and where `analytics` is imported from when run there: the tree that ran."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    module = subprocess.run(
+        [sys.executable, "-c", "import analytics; print(analytics.__file__)"],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    return f"{tree} at {head.stdout.strip() or 'unknown'} (analytics imported from {module})"
 
 
 # --- PostgreSQL and Redis ------------------------------------------------------------------------------------------
@@ -290,14 +317,20 @@ def migrate(database_url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bench_database(base_url: str, name: str, *, keep: bool = False) -> AsyncIterator[str]:
-    """A fresh database `name`, migrated; dropped afterwards unless `keep`."""
+async def bench_database(
+    base_url: str, name: str, *, keep: bool = False, tree: Path | None = None
+) -> AsyncIterator[str]:
+    """A fresh database `name`, migrated (by another checkout's migrations when `tree` is given); dropped
+    afterwards unless `keep`."""
     assert name.startswith("bench_"), "bench databases are named bench_*"
     await _admin(base_url, f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
     await _admin(base_url, f"CREATE DATABASE {_quote(name)}")
     url = database_url_for(base_url, name)
     try:
-        await asyncio.to_thread(migrate, url)
+        if tree is None:
+            await asyncio.to_thread(migrate, url)
+        else:
+            await asyncio.to_thread(migrate_tree, url, tree)
         yield url
     finally:
         if not keep:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Final
@@ -26,18 +23,16 @@ from bench import ingest
 from bench.harness import (
     DEFAULT_DATABASE_URL,
     DEFAULT_REDIS_URL,
-    NO_ENV_FILE,
     Interference,
     RssSampler,
-    Service,
     analytics_service,
     bench_database,
     bench_redis,
-    database_url_for,
     delete_prefix,
     fmt_ms,
     redis_pid,
     server_versions,
+    tree_description,
 )
 from bench.ingest import QUEUE_CAP, SINGLE_PATH, WARMUP_S, Target, WrkRun, noop_service, queue_length, run_wrk
 from bench.results import record_result
@@ -48,79 +43,20 @@ DATABASE_AFTER: Final = "bench_ingest_ab_after"
 DATABASE_BEFORE: Final = "bench_ingest_ab_before"
 
 
-class TreeService(Service):
-    """A Service whose process runs from another source tree: cwd and PYTHONPATH set to it (`python -m` puts the
-    working directory first on sys.path, so PYTHONPATH alone would not win over this repository)."""
-
-    tree: Path
-
-    def start(self, timeout_s: float = 30.0, health_path: str = "/api/healthcheck") -> None:
-        import bench.harness as harness
-
-        saved = harness.ROOT
-        harness.ROOT = self.tree  # Service.start launches with cwd=ROOT
-        try:
-            super().start(timeout_s, health_path)
-        finally:
-            harness.ROOT = saved
-
-
-def tree_env(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree)}
-
-
-def tree_module(tree: Path) -> str:
-    """Where `analytics` is imported from when run as the before service is: a check that the tree is the one run."""
-    return subprocess.run(
-        [sys.executable, "-c", "import analytics; print(analytics.__file__)"],
-        env=tree_env(tree),
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-
-def migrate_tree(database_url: str, tree: Path) -> None:
-    env = {**tree_env(tree), "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
-    subprocess.run(
-        [sys.executable, "-m", "analytics", "--env-file", NO_ENV_FILE, "migrate"],
-        env=env,
-        cwd=tree,
-        check=True,
-        capture_output=True,
-    )
-
-
 async def measure(args: argparse.Namespace) -> tuple[list[WrkRun], list[str]]:
     before_tree = Path(args.before)
-    context = [
-        await server_versions(args.database_url, args.redis_url),
-        f"before: {before_tree} at {git_head(before_tree)} (analytics imported from {tree_module(before_tree)})",
-    ]
+    context = [await server_versions(args.database_url, args.redis_url), f"before: {tree_description(before_tree)}"]
     async with (
         bench_redis(args.redis_url, PREFIX) as client,
         bench_database(args.database_url, DATABASE_AFTER) as after_url,
-        bench_database(args.database_url, DATABASE_BEFORE) as scratch_url,
+        bench_database(args.database_url, DATABASE_BEFORE, tree=before_tree) as before_url,
     ):
-        # bench_database migrated it with this tree's migrations: rebuild it with the before tree's own.
-        del scratch_url
-        from bench.harness import _admin, _quote
-
-        await _admin(args.database_url, f"DROP DATABASE IF EXISTS {_quote(DATABASE_BEFORE)} WITH (FORCE)")
-        await _admin(args.database_url, f"CREATE DATABASE {_quote(DATABASE_BEFORE)}")
-        before_url = database_url_for(args.database_url, DATABASE_BEFORE)
-        await asyncio.to_thread(migrate_tree, before_url, before_tree)
         redis_server = await redis_pid(client)
         env = {"ANALYTICS_QUEUE_MAX_LENGTH": str(QUEUE_CAP)}
         after = analytics_service("api", database_url=after_url, redis_url=args.redis_url, prefix=PREFIX, extra_env=env)
-        template = analytics_service(
-            "api", database_url=before_url, redis_url=args.redis_url, prefix=PREFIX, extra_env=env
+        before = analytics_service(
+            "api", database_url=before_url, redis_url=args.redis_url, prefix=PREFIX, extra_env=env, tree=before_tree
         )
-        before = TreeService(
-            argv=template.argv, env={**template.env, "PYTHONPATH": str(before_tree)}, port=template.port, name="before"
-        )
-        before.tree = before_tree
         noop = noop_service("service")
         with noop, before, after:
             targets = [
@@ -141,17 +77,7 @@ async def measure(args: argparse.Namespace) -> tuple[list[WrkRun], list[str]]:
                         run.queued = await queue_length(client)
                         await delete_prefix(client, PREFIX)
                     target.runs.append(run)
-        await _admin(args.database_url, f"DROP DATABASE IF EXISTS {_quote(DATABASE_BEFORE)} WITH (FORCE)")
     return [target.median() for target in targets], context
-
-
-def git_head(tree: Path) -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:

@@ -20,9 +20,10 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -95,15 +96,22 @@ class Drain:
 # --- filling the queue ---------------------------------------------------------------------------------------------
 
 
-async def fill(client: aioredis.Redis, keys: QueueKeys, stream: EventStream, total: int, batch: int) -> float:
-    """Push `total` records as the api would (same encoding); returns records/s of the push itself."""
+async def fill(
+    client: aioredis.Redis,
+    keys: QueueKeys,
+    stream: EventStream,
+    total: int,
+    batch: int,
+    encode: Callable[[Event], bytes] = encode_event,
+) -> float:
+    """Push `total` records as the api would (its encoding, or `encode`'s); returns records/s of the push itself."""
     accepted = now_ms()
     elapsed = 0.0
     with tqdm(total=total, desc="filling the queue", unit="ev", unit_scale=True, leave=False) as bar:
         for events in stream.batches(total, batch * 4):
             for event in events:
                 event.accepted_ms = accepted
-            records = [encode_event(event) for event in events]
+            records = [encode(event) for event in events]
             started = time.perf_counter()
             for group in range(0, len(records), PUSH_CHUNK * PIPELINE_CHUNKS):
                 async with client.pipeline(transaction=False) as pipe:
@@ -229,15 +237,17 @@ async def drain(
     args: argparse.Namespace,
     *,
     profile_seconds: float = 0.0,
+    tree: Path | None = None,
 ) -> tuple[Drain, profiling.Profile | str | None]:
-    """Start the writer role on a filled queue and watch it drain (the watch starts before the process does)."""
+    """Start the writer role (of another checkout, given `tree`) on a filled queue and watch it drain (the watch
+    starts before the process does)."""
     env = {
         "ANALYTICS_WRITER_CONCURRENCY": str(args.lanes),
         "ANALYTICS_BATCH_SIZE": str(args.batch_size),
         "ANALYTICS_QUEUE_MAX_LENGTH": str(10 * total),
     }
     writer = analytics_service(
-        "writer", database_url=database_url, redis_url=args.redis_url, prefix=keys.prefix, extra_env=env
+        "writer", database_url=database_url, redis_url=args.redis_url, prefix=keys.prefix, extra_env=env, tree=tree
     )
     watch = asyncio.create_task(_watch(client, keys, total, writer, admin_url, profile_seconds))
     try:

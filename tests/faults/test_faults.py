@@ -19,7 +19,7 @@ from analytics.events.contract import decode_event
 from analytics.events.record import Event, encode_event
 from analytics.queue.dead_letters import decode_dead_letter
 from tests.helpers.backends import PostgresServer, ValkeyServer
-from tests.helpers.factories import event_for
+from tests.helpers.factories import RECEIVED_US, event_for, queued
 from tests.helpers.load import Load, accepted_at_least, assert_exact, load_while
 from tests.helpers.processes import log_settled
 from tests.helpers.stack import Stack, drained
@@ -124,7 +124,7 @@ async def test_redis_down_means_503_never_202_and_202_again_when_it_returns(
 async def test_three_writers_on_fifty_thousand_events_with_ten_percent_duplicates(
     stack: Stack, fault_redis: aioredis.Redis
 ) -> None:
-    distinct = [encode_event(decode_event(_json(event_for(number)))) for number in range(45_000)]
+    distinct = [encode_event(queued(decode_event(_json(event_for(number)), RECEIVED_US))) for number in range(45_000)]
     duplicates = random.Random(7).sample(distinct, 5_000)
     records = distinct + duplicates
     random.Random(8).shuffle(records)
@@ -144,7 +144,7 @@ async def test_three_writers_on_fifty_thousand_events_with_ten_percent_duplicate
 async def test_poison_record_is_dead_lettered_and_its_batch_is_stored(
     stack: Stack, fault_redis: aioredis.Redis
 ) -> None:
-    good = [encode_event(decode_event(_json(event_for(number)))) for number in range(1000)]
+    good = [encode_event(queued(decode_event(_json(event_for(number)), RECEIVED_US))) for number in range(1000)]
     poison = encode_event(Event("faults", "page_view", "/nul\x00", "poison", 0))
     await fault_redis.rpush(stack.keys.queue, *good[:500], poison, *good[500:])
     stack.role("writer").start()
