@@ -303,6 +303,19 @@ def decode_event(body: bytes, received_us: int) -> Submission:
     raise InvalidInput(_problems(document, "body", received_us) or [FieldError("body", "body is not a valid event")])
 
 
+def submission_of(document: dict[str, Any], received_us: int) -> Submission:
+    """Validate an event already decoded from another shape (Plausible's body); raise `InvalidInput` as above."""
+    try:
+        event = msgspec.convert(document, EventIn)
+    except msgspec.ValidationError:
+        pass
+    else:
+        submission = _submission(event, received_us)
+        if submission is not None:
+            return submission
+    raise InvalidInput(_problems(document, "body", received_us) or [FieldError("body", "body is not a valid event")])
+
+
 def decode_events(body: bytes, received_us: int, max_events: int) -> list[Submission]:
     """Decode a JSON array of events, all or nothing: any problem anywhere rejects the whole batch."""
     try:

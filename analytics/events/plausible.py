@@ -25,7 +25,7 @@ from analytics.events.contract import (
     FieldError,
     InvalidInput,
     Submission,
-    decode_event,
+    submission_of,
 )
 
 PAGEVIEW: Final = "pageview"
@@ -65,7 +65,6 @@ class PlausibleEvent(msgspec.Struct, frozen=True):
 
 _decode = msgspec.json.Decoder(PlausibleEvent).decode
 _decode_any = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
 
 
 def _props(value: Any) -> dict[str, Any] | None:
@@ -138,7 +137,7 @@ def decode_plausible(body: bytes, received_us: int) -> list[Submission]:
             "props": _props(next((v for v in (document.props, document.p, document.meta, document.m) if v), None)),
         }
         try:
-            submissions.append(decode_event(_encode(event), received_us))
+            submissions.append(submission_of(event, received_us))
         except InvalidInput as invalid:
             # dict.fromkeys: a path derived from the url (hash mode) repeats the url's own problem
             raise InvalidInput(list(dict.fromkeys(_renamed(error) for error in invalid.errors))) from None
