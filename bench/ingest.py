@@ -113,9 +113,17 @@ def run_wrk(
     watch: Mapping[str, int],
     *,
     progress: bool = True,
+    shape: str = "v1",
 ) -> WrkRun:
-    """One wrk run; `watch` names processes whose CPU use over the run is reported next to wrk's own."""
-    env = {**os.environ, "BENCH_PATH": path, "BENCH_BATCH": str(batch), "BENCH_RUN": str(time.time_ns() % 10**9)}
+    """One wrk run; `watch` names processes whose CPU use over the run is reported next to wrk's own; `shape` is
+    the events' (bench/wrk/ingest.lua: `v1` or `browser`)."""
+    env = {
+        **os.environ,
+        "BENCH_PATH": path,
+        "BENCH_BATCH": str(batch),
+        "BENCH_RUN": str(time.time_ns() % 10**9),
+        "BENCH_SHAPE": shape,
+    }
     argv = [
         "wrk",
         f"-t{args.threads}",

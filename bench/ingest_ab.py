@@ -4,11 +4,11 @@
 
 "before" is another checkout (e.g. `git worktree add /tmp/wt-before <commit>`), run from its own directory with
 PYTHONPATH set to it, on its own database migrated by its own migrations; "after" is this tree. Both get the same
-requests (bench/wrk/ingest_ab.lua): POST /api/ingestion/event with a page view as a browser's tracker sends it (url
-with UTM parameters, referrer, timestamp) and a desktop Chrome User-Agent header, so the after tree's enrichment runs
-in full (not dropped as a bot); a tree that does not know the extra fields ignores them. The raw ASGI no-op
-(bench/noop.py, the service's uvicorn config) is the ceiling. Each run follows a short warm-up; rounds interleave
-the targets; the median run of each is reported, with the after/before ratio.
+requests (bench/wrk/ingest.lua, shape `browser`): POST /api/ingestion/event with a page view as a browser's tracker
+sends it (url with UTM parameters, referrer, timestamp) and a desktop Chrome User-Agent header, so the after tree's
+enrichment runs in full (not dropped as a bot); a tree that does not know the extra fields ignores them. The raw
+ASGI no-op (bench/noop.py, the service's uvicorn config) is the ceiling. Each run follows a short warm-up; rounds
+interleave the targets; the median run of each is reported, with the after/before ratio.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bench.harness import (
 from bench.ingest import QUEUE_CAP, SINGLE_PATH, WARMUP_S, Target, WrkRun, noop_service, queue_length, run_wrk
 from bench.results import record_result
 
-LUA: Final = Path(__file__).with_name("wrk") / "ingest_ab.lua"
+SHAPE: Final = "browser"  # bench/wrk/ingest.lua's page views as a browser's tracker sends them
 PREFIX: Final = ingest.PREFIX  # queue_length reads this prefix; the targets run one at a time
 DATABASE_AFTER: Final = "bench_ingest_ab_after"
 DATABASE_BEFORE: Final = "bench_ingest_ab_before"
@@ -67,10 +67,11 @@ async def measure(args: argparse.Namespace) -> tuple[list[WrkRun], list[str]]:
             for round_number in range(1, args.rounds + 1):
                 for target in targets:
                     label = f"{target.name}, round {round_number}/{args.rounds}"
-                    run_wrk("warm-up", target.service.port, target.path, 0, args, WARMUP_S, {}, progress=False)
+                    port, path = target.service.port, target.path
+                    run_wrk("warm-up", port, path, 0, args, WARMUP_S, {}, progress=False, shape=SHAPE)
                     await delete_prefix(client, PREFIX)
                     with RssSampler(target.service.pid) as rss:
-                        run = run_wrk(label, target.service.port, target.path, 0, args, args.duration, target.watch)
+                        run = run_wrk(label, port, path, 0, args, args.duration, target.watch, shape=SHAPE)
                     run.name = target.name
                     run.rss_peak_mb = rss.peak_mb
                     if target.service is not noop:
@@ -90,7 +91,6 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default: %(default)s)")
     args = parser.parse_args()
-    ingest.LUA = LUA  # run_wrk reads the script path from bench.ingest
     started = time.monotonic()
     with Interference() as interference:
         args.before = str(Path(args.before).resolve())
