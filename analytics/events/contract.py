@@ -37,6 +37,11 @@ IP_MESSAGE: Final = "ip must be an IPv4 or IPv6 address"
 PROP_VALUE_MESSAGE: Final = "must be a string, number or boolean"
 
 TIMESTAMP_SCHEMA: Final = {"format": "date-time", "description": "ISO 8601; without an offset, UTC"}
+# An empty sent_at means absent, as every optional string does: the schema says so, or fuzzers expect a 400.
+SENT_AT_SCHEMA: Final = {
+    "anyOf": [{"format": "date-time"}, {"maxLength": 0}],
+    "description": "ISO 8601: the client's clock when it sent the request (clock-skew correction); empty: absent",
+}
 # PostgreSQL text cannot hold NUL: such strings are refused (checked in code; the pattern documents it in OpenAPI).
 NO_NUL: Final = {"pattern": "^[^\\u0000]*$"}
 
@@ -53,6 +58,7 @@ PropKey = Annotated[str, msgspec.Meta(min_length=1, max_length=PROP_KEY_MAX, ext
 PropValue = Annotated[str, msgspec.Meta(max_length=PROP_VALUE_MAX, extra_json_schema=NO_NUL)] | int | float | bool
 Props = Annotated[dict[PropKey, PropValue], msgspec.Meta(max_length=PROPS_MAX_KEYS)]
 Timestamp = Annotated[str, msgspec.Meta(extra_json_schema=TIMESTAMP_SCHEMA)]
+SentAt = Annotated[str, msgspec.Meta(extra_json_schema=SENT_AT_SCHEMA)]
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -75,7 +81,7 @@ class EventIn(msgspec.Struct, frozen=True):
     # v2 (docs/api.md): the identity, clock-skew correction, the page, its referrer, custom properties, and the two
     # fields a server relaying a browser's event sends in place of its own User-Agent and address.
     event_id: EventId | None = None
-    sent_at: Timestamp | None = None
+    sent_at: SentAt | None = None
     url: Url | None = None
     referrer: Url | None = None
     props: Props | None = None

@@ -35,8 +35,12 @@ FIELD_NAMES: Final = {"site_id": "domain", "event_type": "name", "path": "url"}
 
 TEXT: Final = {"type": ["string", "null"]}
 Text = Annotated[Any, msgspec.Meta(extra_json_schema=TEXT)]
-PropsOrJson = Annotated[Any, msgspec.Meta(extra_json_schema={"type": ["object", "string", "null"]})]
-Flag = Annotated[Any, msgspec.Meta(extra_json_schema={"type": ["boolean", "integer", "null"]})]
+TEXT_FIELDS: Final = ("name", "n", "url", "u", "domain", "d", "referrer", "r")
+# What Plausible keeps the event for whatever it holds: described, not constrained (a bad prop is dropped, not a 400).
+PropsOrJson = Annotated[
+    Any, msgspec.Meta(extra_json_schema={"description": "an object, or a string holding one; other values ignored"})
+]
+Flag = Annotated[Any, msgspec.Meta(extra_json_schema={"description": "truthy or not"})]
 
 
 class PlausibleEvent(msgspec.Struct, frozen=True):
@@ -100,10 +104,16 @@ def decode_plausible(body: bytes, received_us: int) -> list[Submission]:
         raise InvalidInput([FieldError("body", "body must be a JSON object")]) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise InvalidInput([FieldError("body", f"body is not valid JSON: {error}")]) from None
+    problems = [
+        FieldError(f"body.{field}", f"{field} must be a string")
+        for field in TEXT_FIELDS
+        if not isinstance(getattr(document, field), str | None)
+    ]
+    if problems:
+        raise InvalidInput(problems)
     name = document.n if document.name is None else document.name
     url = document.u if document.url is None else document.url
     domain = document.d if document.domain is None else document.domain
-    problems: list[FieldError] = []
     if not isinstance(name, str) or not name:
         problems.append(FieldError("body.name", "name is required"))
     if not isinstance(url, str) or not url:

@@ -551,7 +551,16 @@ def test_plausible_engagement_events_are_not_stored() -> None:
     assert plausible({**PAGEVIEW, "n": "engagement", "sd": 80, "e": 12_000}) == []
 
 
-@pytest.mark.parametrize("missing", [{}, {"n": None, "u": "", "d": " , "}, {"name": 1, "url": [], "domain": {}}])
+def test_plausible_fields_of_the_wrong_type_are_each_named_in_the_spelling_sent() -> None:
+    assert plausible_errors({**PAGEVIEW, "name": 1, "u": [], "domain": {}, "r": 5}) == [
+        FieldError("body.name", "name must be a string"),
+        FieldError("body.u", "u must be a string"),
+        FieldError("body.domain", "domain must be a string"),
+        FieldError("body.r", "r must be a string"),
+    ]
+
+
+@pytest.mark.parametrize("missing", [{}, {"n": None, "u": "", "d": " , "}])
 def test_plausible_missing_fields_are_each_listed(missing: dict[str, Any]) -> None:
     assert plausible_errors(missing) == [
         FieldError("body.name", "name is required"),
@@ -567,7 +576,7 @@ def test_plausible_missing_fields_are_each_listed(missing: dict[str, Any]) -> No
         ({"u": "/a"}, [FieldError("body.url", URL_MESSAGE)]),
         ({"n": "x" * 65}, [FieldError("body.name", "name must be at most 64 characters")]),
         ({"d": "d" * 257}, [FieldError("body.domain", "domain must be at most 256 characters")]),
-        ({"r": 5}, [FieldError("body.referrer", "referrer must be a string")]),
+        ({"r": "x" * 2049}, [FieldError("body.referrer", "referrer must be at most 2048 characters")]),
     ],
 )
 def test_plausible_problems_are_reported_on_the_plausible_field(
