@@ -6,9 +6,12 @@
 SELECT views, users FROM daily_totals WHERE site_id = $1 AND day = $2;
 
 -- name: day_top_paths
+-- The same order as `views DESC, path` (path is COLLATE "C": code-point order), spelled as the index
+-- daily_path_views_top gives it (migrations/0007.tie_order.sql): a prefix orders paths as the whole path does unless
+-- they share it, so only those left to tie on it are sorted, however many paths tie on views.
 SELECT path, views FROM daily_path_views
 WHERE site_id = $1 AND day = $2
-ORDER BY views DESC, path
+ORDER BY views DESC, left(path, 64), path
 LIMIT 3;
 
 -- name: all_time_totals
