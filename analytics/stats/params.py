@@ -59,10 +59,17 @@ NONE_VALUE: Final = "(none)"  # a filter value that matches an event without the
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 10
 KINDS: Final = ("aggregate", "timeseries", "breakdown", "realtime")
+# Events are stored from 1970 on; the bounds keep every period and its previous one within datetime's years.
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(2999, 12, 31)
+DAYS_MESSAGE: Final = f"{{param}} must be a day from {FIRST_DAY} to {LAST_DAY}"
 
 _DATE_SHAPE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _FILTER: Final = re.compile(r"(?P<dimension>[^=!~]+)(?P<operator>==|!=|~)(?P<values>.*)", re.DOTALL)
-FILTER_SHAPE: Final = "a filter is dimension==a|b, dimension!=a|b or dimension~substring, separated by ;"
+FILTER_SHAPE: Final = (
+    "a filter is dimension==a|b, dimension!=a|b or dimension~substring, separated by ; (a backslash escapes ; | \\)"
+)
+_ESCAPED: Final = re.compile(r"\\(.)", re.DOTALL)
 
 
 @functools.cache
@@ -132,6 +139,8 @@ def parse_report_query(
         parsed = _date(params["date"])
         if parsed is None:
             problem("date", DATE_MESSAGE)
+        elif not FIRST_DAY <= parsed <= LAST_DAY:
+            problem("date", DAYS_MESSAGE.format(param="date"))
         else:
             anchor = parsed
     custom = _custom_range(period, params, problem)
@@ -204,6 +213,8 @@ def _custom_range(
         parsed = _date(params[param])
         if parsed is None:
             problem(param, f"{param} must be a real calendar date in YYYY-MM-DD format")
+        elif not FIRST_DAY <= parsed <= LAST_DAY:
+            problem(param, DAYS_MESSAGE.format(param=param))
         else:
             bounds.append(parsed)
     if len(bounds) != 2:
@@ -224,19 +235,43 @@ def _hourly_allowed(period: str, anchor: date, zone: ZoneInfo, custom: tuple[dat
 
 def _known_dimension(name: str) -> bool:
     if name.startswith(PROPS_PREFIX):
-        return 0 < len(name) - len(PROPS_PREFIX) <= PROP_KEY_MAX
+        return 0 < len(name) - len(PROPS_PREFIX) <= PROP_KEY_MAX and "\x00" not in name
     return name in DIMENSIONS
+
+
+def _split(text: str, separator: str) -> list[str]:
+    """`text` cut at each `separator` not escaped by a backslash; escapes are kept for `_unescape`."""
+    parts, current, escaped = [], [], False
+    for character in text:
+        if escaped:
+            current.append(character)
+            escaped = False
+        elif character == "\\":
+            current.append(character)
+            escaped = True
+        elif character == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(character)
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(r"\1", text)
 
 
 def _filters(text: str, problem: Callable[[str, str], None]) -> tuple[Filter, ...]:
     found: list[Filter] = []
-    for clause in (part for part in text.split(";") if part.strip()):
+    for clause in (part for part in _split(text, ";") if part.strip()):
         match = _FILTER.fullmatch(clause.strip())
         if match is None:
             problem("filters", f"{clause.strip()!r}: {FILTER_SHAPE}")
             continue
-        dimension, operator = match["dimension"].strip(), match["operator"]
-        values = (match["values"],) if operator == "~" else tuple(match["values"].split("|"))
+        dimension, operator = _unescape(match["dimension"].strip()), match["operator"]
+        pieces = [match["values"]] if operator == "~" else _split(match["values"], "|")
+        values = tuple(_unescape(piece) for piece in pieces)
         if not _known_dimension(dimension):
             problem(
                 "filters", f"unknown filter dimension: {dimension}; dimensions are {', '.join(DIMENSIONS)}, props.<key>"

@@ -40,6 +40,7 @@ from analytics.web.reporting import Reporting
 JAVASCRIPT: Final = "application/javascript; charset=utf-8"
 TRACKER_CACHE: Final = {"Cache-Control": "public, max-age=3600"}
 INGEST_PATHS: Final = ("/api/ingestion/event", "/api/ingestion/events", "/api/event")
+REPORT_PATHS: Final = tuple(f"/api/v2/stats/{kind}" for kind in ("aggregate", "timeseries", "breakdown", "realtime"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,10 @@ def create_app(
         reporting = Reporting(ingestion.pool, rules.tokens, metrics)
         stats = Cors(rules.stats_cors, request_response(reporting.stats))
         preflights["/api/reporting/stats"] = stats
+        handlers = (reporting.aggregate, reporting.timeseries, reporting.breakdown, reporting.realtime)
+        for path, handler in zip(REPORT_PATHS, handlers, strict=True):
+            report = preflights[path] = Cors(rules.stats_cors, request_response(handler))
+            routes.append(Route(path, report, methods=["GET"]))
         documents = _Documents(encode(openapi_document(ingestion.max_batch_events, rules.tokens.required)))
         routes += [
             Route("/api/reporting/stats", stats, methods=["GET"]),

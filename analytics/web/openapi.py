@@ -8,7 +8,28 @@ import msgspec
 
 from analytics.events.contract import NO_NUL, SITE_ID_MAX, EventIn
 from analytics.events.plausible import PlausibleEvent
-from analytics.web.responses import Fail, Healthy, Invalid, Queued, QueuedCount, ReadyState, StatsFound
+from analytics.stats.params import (
+    DIMENSIONS,
+    FIRST_DAY,
+    LAST_DAY,
+    MAX_LIMIT,
+    METRICS,
+    OPERATORS,
+)
+from analytics.stats.periods import INTERVALS, PERIODS
+from analytics.web.responses import (
+    AggregateFound,
+    BreakdownFound,
+    Fail,
+    Healthy,
+    Invalid,
+    Queued,
+    QueuedCount,
+    ReadyState,
+    RealtimeFound,
+    StatsFound,
+    TimeseriesFound,
+)
 
 REF_TEMPLATE: Final = "#/components/schemas/{name}"
 
@@ -32,12 +53,49 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+DAY: Final = {"type": "string", "format": "date"}
+SITE_ID: Final = _query(
+    "site_id", "The site", {"type": "string", "minLength": 1, "maxLength": SITE_ID_MAX, **NO_NUL}, required=True
+)
+PERIOD_PARAMETERS: Final = [
+    SITE_ID,
+    _query("period", "The local days reported on (default 30d)", {"type": "string", "enum": list(PERIODS)}),
+    _query(
+        "date",
+        f"The day of day, month of month, year of year, last day of 7d/30d/6mo/12mo; {FIRST_DAY} to {LAST_DAY}; "
+        "default today in the time zone",
+        DAY,
+    ),
+    _query("from", "First day of period=custom (included)", DAY),
+    _query("to", "Last day of period=custom (included); at most 10 years after from", DAY),
+    _query(
+        "timezone", "An IANA time zone name (default UTC): days, weeks, months and hours are its", {"type": "string"}
+    ),
+    _query(
+        "filters",
+        "Filters separated by ; each dimension==a|b, dimension!=a|b or dimension~substring; (none) matches a missing "
+        f"value. Dimensions: {', '.join(DIMENSIONS)}, props.<key>. Operators: {', '.join(OPERATORS)}",
+        {"type": "string"},
+    ),
+]
+METRICS_PARAMETER: Final = _query(
+    "metrics", f"Comma-separated, from: {', '.join(METRICS)} (default pageviews,visitors)", {"type": "string"}
+)
+
+
 def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[str, Any]:
     """The document for this configuration: the batch limit and whether stats need a bearer token vary."""
     batch = Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=max_batch_events)]
-    types = (EventIn, batch, PlausibleEvent, Queued, QueuedCount, Invalid, Fail, StatsFound, Healthy, ReadyState)
+    types = (
+        *(EventIn, batch, PlausibleEvent, Queued, QueuedCount, Invalid, Fail, StatsFound, Healthy, ReadyState),
+        *(AggregateFound, TimeseriesFound, BreakdownFound, RealtimeFound),
+    )
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
-    event, events, plausible, queued, queued_count, invalid, fail, found, healthy, ready = schemas
+    event, events, plausible, queued, queued_count, invalid, fail, found, healthy, ready, *reports = schemas
     refusals = {status: _json(fail, description) for status, description in REFUSALS.items()}
     invalid_body = _json(invalid, "Every problem in the body, at its path; nothing queued")
 
@@ -61,6 +119,53 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
         stats_responses["403"] = _json(fail, "Wrong bearer token, or origin not allowed")
     else:
         stats_responses["403"] = _json(fail, "Origin not allowed")
+    report_parameters = {
+        "aggregate": [
+            *PERIOD_PARAMETERS,
+            METRICS_PARAMETER,
+            _query("compare", "Also the same metrics for as many days just before", {"enum": ["previous_period"]}),
+        ],
+        "timeseries": [
+            *PERIOD_PARAMETERS,
+            METRICS_PARAMETER,
+            _query(
+                "interval",
+                "Bucket size (default hour for day, month for 6mo/12mo/year/all, day otherwise); hour covers at most "
+                "31 days",
+                {"type": "string", "enum": list(INTERVALS)},
+            ),
+        ],
+        "breakdown": [
+            *PERIOD_PARAMETERS,
+            METRICS_PARAMETER,
+            _query(
+                "property",
+                f"The dimension to break down by: {', '.join(DIMENSIONS)}, props.<key>",
+                {"type": "string"},
+                required=True,
+            ),
+            _query("limit", "Rows per page", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 10}),
+            _query("page", "Page number", {"type": "integer", "minimum": 1, "default": 1}),
+        ],
+        "realtime": [SITE_ID],
+    }
+    report_summaries = {
+        "aggregate": "Each metric over the period, optionally against the previous period",
+        "timeseries": "Each metric per bucket of the period, every bucket in order, zero-filled",
+        "breakdown": "Each metric per value of a property, by the first metric, descending",
+        "realtime": "Distinct visitors with an event in the last 5 minutes",
+    }
+    report_operations: dict[str, dict[str, Any]] = {}
+    for (kind, parameters), schema in zip(report_parameters.items(), reports, strict=True):
+        responses = {
+            **stats_responses,
+            "200": _json(schema, report_summaries[kind]),
+            "400": _json(invalid, "Every problem in the query string, at query.<param>"),
+        }
+        del responses["404"]
+        report_operations[f"/api/v2/stats/{kind}"] = {
+            "get": {"summary": report_summaries[kind], "parameters": parameters, "responses": responses}
+        }
     stats_operation: dict[str, Any] = {
         "summary": "Page views, distinct users and top 3 paths of a site, for a UTC day or all time",
         "parameters": [
@@ -88,6 +193,7 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
             "/api/ingestion/events": ingest(events, queued_count, f"Queue 1 to {max_batch_events} events, atomically"),
             "/api/event": ingest(plausible, queued, "Queue an event sent by Plausible's tracker script (Events API)"),
             "/api/reporting/stats": {"get": stats_operation},
+            **report_operations,
             "/api/healthcheck": {"get": {"summary": "Liveness", "responses": {"200": _json(healthy, "Running")}}},
             "/api/ready": {
                 "get": {
@@ -100,5 +206,6 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
     }
     if stats_token_required:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        stats_operation["security"] = [{"bearer": []}]
+        for operation in (stats_operation, *(path["get"] for path in report_operations.values())):
+            operation["security"] = [{"bearer": []}]
     return document

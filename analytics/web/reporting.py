@@ -1,9 +1,10 @@
-"""The v1 stats endpoint: token, query, an answer from the rollups within its deadline, or a 503."""
+"""The reporting endpoints, v1 stats and the four of v2: token, query, an answer within the deadline, or a 503."""
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 import asyncpg
 from starlette.requests import Request
@@ -13,18 +14,40 @@ from analytics.errors import DatabaseError
 from analytics.events.contract import InvalidInput
 from analytics.observability.logs import StateLog
 from analytics.observability.metrics import Metrics
+from analytics.stats import reports
+from analytics.stats.params import ReportQuery, parse_report_query
+from analytics.stats.periods import DateRange
 from analytics.stats.query import parse_stats_query
 from analytics.stats.rollups import site_stats
 from analytics.web.access import BearerTokens, Verdict
 from analytics.web.asgi import JSONResponse
 from analytics.web.deadlines import within
-from analytics.web.responses import Fail, Invalid, StatsFound
+from analytics.web.responses import (
+    AggregateFound,
+    AggregateReport,
+    BreakdownFound,
+    BreakdownReport,
+    Fail,
+    Invalid,
+    LiveVisitors,
+    RealtimeFound,
+    RealtimeReport,
+    ReportMeta,
+    ReportPeriod,
+    StatsFound,
+    TimeseriesFound,
+    TimeseriesReport,
+)
 
 logger = logging.getLogger(__name__)
 
 NO_DATA: Final = "No analytics data found for the specified criteria."
 # A stats answer, or a 503 saying the database did not give one in time.
 STATS_DEADLINE_S: Final = 3.0
+# v2 reports read raw events over ranges of up to ten years.
+REPORT_DEADLINE_S: Final = 10.0
+EXACT: Final = ReportMeta(approximate=False)
+T = TypeVar("T")
 
 
 class Reporting:
@@ -34,7 +57,7 @@ class Reporting:
         self._unavailable = metrics.unavailable.labels("postgresql")
         self._database = StateLog(logger, "stats unavailable, answering 503", "stats available again")
 
-    async def stats(self, request: Request) -> Response:
+    def _refusal(self, request: Request) -> Response | None:
         verdict = self._tokens.check(request.headers.get("authorization"))
         if verdict is Verdict.MISSING:
             return JSONResponse(
@@ -44,6 +67,19 @@ class Reporting:
             )
         if verdict is Verdict.WRONG:
             return JSONResponse(Fail(status="fail", message="token not accepted"), status_code=403)
+        return None
+
+    def _unavailable_answer(self, error: Exception) -> Response:
+        self._database.failed(error)
+        self._unavailable.inc()
+        return JSONResponse(
+            Fail(status="error", message="database unavailable"), status_code=503, headers={"Retry-After": "1"}
+        )
+
+    async def stats(self, request: Request) -> Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             query = parse_stats_query(request.query_params.get("site_id"), request.query_params.get("date"))
         except InvalidInput as invalid:
@@ -51,12 +87,72 @@ class Reporting:
         try:
             result = await within(STATS_DEADLINE_S, site_stats(self._pool, query))
         except (DatabaseError, TimeoutError) as error:
-            self._database.failed(error)
-            self._unavailable.inc()
-            return JSONResponse(
-                Fail(status="error", message="database unavailable"), status_code=503, headers={"Retry-After": "1"}
-            )
+            return self._unavailable_answer(error)
         self._database.recovered()
         if result is None:
             return JSONResponse(Fail(status="fail", message=NO_DATA), status_code=404)
         return JSONResponse(StatsFound(data=result))
+
+    async def _report(
+        self,
+        request: Request,
+        kind: str,
+        answer: Callable[[ReportQuery], Awaitable[T]],
+        shape: Callable[[ReportQuery, T], object],
+    ) -> Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            query = parse_report_query(kind, request.query_params)
+        except InvalidInput as invalid:
+            return JSONResponse(Invalid(errors=invalid.errors), status_code=400)
+        try:
+            result = await within(REPORT_DEADLINE_S, answer(query))
+        except (DatabaseError, TimeoutError) as error:
+            return self._unavailable_answer(error)
+        self._database.recovered()
+        return JSONResponse(shape(query, result))
+
+    async def aggregate(self, request: Request) -> Response:
+        def shape(query: ReportQuery, answer: reports.AggregateAnswer) -> AggregateFound:
+            report = AggregateReport(query.site_id, _period(answer.span), answer.results, EXACT)
+            return AggregateFound(data=report)
+
+        return await self._report(request, "aggregate", lambda query: reports.aggregate(self._pool, query), shape)
+
+    async def timeseries(self, request: Request) -> Response:
+        def shape(query: ReportQuery, answer: reports.TimeseriesAnswer) -> TimeseriesFound:
+            report = TimeseriesReport(query.site_id, _period(answer.span), answer.interval, answer.results, EXACT)
+            return TimeseriesFound(data=report)
+
+        return await self._report(request, "timeseries", lambda query: reports.timeseries(self._pool, query), shape)
+
+    async def breakdown(self, request: Request) -> Response:
+        def shape(query: ReportQuery, answer: reports.BreakdownAnswer) -> BreakdownFound:
+            assert query.property is not None
+            report = BreakdownReport(
+                query.site_id,
+                _period(answer.span),
+                query.property,
+                answer.results,
+                answer.total_rows,
+                query.page,
+                query.limit,
+                EXACT,
+            )
+            return BreakdownFound(data=report)
+
+        return await self._report(request, "breakdown", lambda query: reports.breakdown(self._pool, query), shape)
+
+    async def realtime(self, request: Request) -> Response:
+        def shape(query: ReportQuery, visitors: int) -> RealtimeFound:
+            return RealtimeFound(data=RealtimeReport(query.site_id, LiveVisitors(visitors)))
+
+        return await self._report(
+            request, "realtime", lambda query: reports.live_visitors(self._pool, query.site_id), shape
+        )
+
+
+def _period(span: DateRange) -> ReportPeriod:
+    return ReportPeriod(span.first.isoformat(), span.last.isoformat(), span.zone.key)

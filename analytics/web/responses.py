@@ -38,6 +38,81 @@ class StatsFound(msgspec.Struct, frozen=True, kw_only=True):
     data: SiteStats
 
 
+class ReportPeriod(msgspec.Struct, frozen=True, rename={"first": "from"}):
+    """The local days a report covers, both included, and the zone they are days of."""
+
+    first: str
+    to: str
+    timezone: str
+
+
+class ReportMeta(msgspec.Struct, frozen=True):
+    """`approximate`: whether any distinct count is an estimate (none is: every count is exact today)."""
+
+    approximate: bool
+
+
+class AggregateReport(msgspec.Struct, frozen=True):
+    """Each metric's `value`; with compare, also `previous` and `change` (percent, bounce rate: points)."""
+
+    site_id: str
+    period: ReportPeriod
+    results: dict[str, dict[str, int | float | None]]
+    meta: ReportMeta
+
+
+class TimeseriesReport(msgspec.Struct, frozen=True):
+    """Every bucket of the period in order, zero-filled: `date` and each metric."""
+
+    site_id: str
+    period: ReportPeriod
+    interval: str
+    results: list[dict[str, str | int | float]]
+    meta: ReportMeta
+
+
+class BreakdownReport(msgspec.Struct, frozen=True):
+    """One page of the property's values by the first metric, descending, then the value by code point."""
+
+    site_id: str
+    period: ReportPeriod
+    property: str
+    results: list[dict[str, str | int | float | None]]
+    total_rows: int
+    page: int
+    limit: int
+    meta: ReportMeta
+
+
+class LiveVisitors(msgspec.Struct, frozen=True):
+    visitors: int
+
+
+class RealtimeReport(msgspec.Struct, frozen=True):
+    site_id: str
+    results: LiveVisitors
+
+
+class AggregateFound(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["success"] = "success"
+    data: AggregateReport
+
+
+class TimeseriesFound(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["success"] = "success"
+    data: TimeseriesReport
+
+
+class BreakdownFound(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["success"] = "success"
+    data: BreakdownReport
+
+
+class RealtimeFound(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["success"] = "success"
+    data: RealtimeReport
+
+
 class Healthy(msgspec.Struct, frozen=True):
     message: str
 

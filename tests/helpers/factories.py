@@ -39,6 +39,10 @@ def event_for(number: int) -> dict[str, Any]:
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1"
+)
 SALT = bytes(range(32))
 BROWSER = Requester(CHROME, "81.2.69.160", None)
 # After every timestamp the tests send, and before 24 hours have passed since: the contract's window holds them all.

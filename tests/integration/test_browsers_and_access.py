@@ -291,6 +291,10 @@ async def test_openapi_document_describes_the_contract(client_with: Client) -> N
         "/api/ingestion/events",
         "/api/event",
         "/api/reporting/stats",
+        "/api/v2/stats/aggregate",
+        "/api/v2/stats/timeseries",
+        "/api/v2/stats/breakdown",
+        "/api/v2/stats/realtime",
         "/api/healthcheck",
         "/api/ready",
     }
@@ -321,5 +325,9 @@ async def test_openapi_declares_bearer_auth_when_tokens_are_set(client_with: Cli
         document = (await client.get("/api/openapi.json")).json()
     stats = document["paths"]["/api/reporting/stats"]["get"]
     assert stats["security"] == [{"bearer": []}]
+    for kind in ("aggregate", "timeseries", "breakdown", "realtime"):
+        report = document["paths"][f"/api/v2/stats/{kind}"]["get"]
+        assert report["security"] == [{"bearer": []}]
+        assert set(report["responses"]) == {"200", "400", "401", "403", "503"}
     assert set(stats["responses"]) >= {"401", "403"}
     assert document["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}

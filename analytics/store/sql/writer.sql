@@ -35,7 +35,16 @@ CREATE TEMP TABLE IF NOT EXISTS inserted_events (
     event_type text COLLATE "C" NOT NULL,
     day date NOT NULL,
     path text COLLATE "C",
-    user_id text COLLATE "C"
+    user_id text COLLATE "C",
+    visitor text COLLATE "C",
+    "timestamp" timestamptz NOT NULL
+) ON COMMIT DELETE ROWS;
+-- Per visitor of the batch, the span whose visits are rebuilt: the new events and the visits they may touch.
+CREATE TEMP TABLE IF NOT EXISTS visit_spans (
+    site_id text COLLATE "C" NOT NULL,
+    visitor text COLLATE "C" NOT NULL,
+    first_at timestamptz NOT NULL,
+    last_at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS new_daily_users (
     site_id text COLLATE "C" NOT NULL,
@@ -55,15 +64,16 @@ WITH inserted AS (
                         os, os_version, device, country, props)
     SELECT event_key, site_id, event_type, path, user_id,
            to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond',
-           event_id, visitor, referrer, source, utm_source, utm_medium, utm_campaign, utm_term, utm_content, browser,
-           browser_version, os, os_version, device, country, props
+           -- A record queued before ingest v2 has no visitor: its user is (as ingest v2 would have set).
+           event_id, coalesce(visitor, user_id), referrer, source, utm_source, utm_medium, utm_campaign, utm_term,
+           utm_content, browser, browser_version, os, os_version, device, country, props
     FROM staging_events
     ORDER BY event_key
     ON CONFLICT (event_key) DO NOTHING
-    RETURNING site_id, event_type, path, user_id, "timestamp"
+    RETURNING site_id, event_type, path, user_id, visitor, "timestamp"
 )
-INSERT INTO inserted_events (site_id, event_type, day, path, user_id)
-SELECT site_id, event_type, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id
+INSERT INTO inserted_events (site_id, event_type, day, path, user_id, visitor, "timestamp")
+SELECT site_id, event_type, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id, visitor, "timestamp"
 FROM inserted;
 
 INSERT INTO daily_path_views AS rollup (site_id, day, path_md5, path, views)
@@ -120,6 +130,87 @@ FROM views LEFT JOIN users USING (site_id)
 ORDER BY 1
 ON CONFLICT (site_id) DO UPDATE
 SET views = rollup.views + excluded.views, users = rollup.users + excluded.users;
+
+-- Visits (migrations/0008.visits.sql). A new event can extend a visit, start one, or join two; so every visit of
+-- the batch's visitors within 30 minutes of a new event is deleted, and that stretch of the visitor's events is
+-- split into visits again: the result is what sessionizing all stored events would give, in any arrival order, and
+-- a re-delivered batch (nothing inserted) touches nothing. Writers serialize per visitor on an advisory lock taken
+-- before the rebuild reads (each statement reads what committed before it began); the locks are 1,024 hash
+-- buckets, taken in order, so a batch of many visitors holds a bounded number of locks and writers cannot deadlock.
+-- The visitors' visits and events are read by lateral subqueries that OFFSET 0 keeps apart from the join: one index
+-- range per visitor, whatever the (often stale, for a growing table) statistics would make of a join with the table.
+SELECT count(pg_advisory_xact_lock(7020, bucket))
+FROM (
+    SELECT DISTINCT hashtext(site_id || '/' || visitor) & 1023 AS bucket
+    FROM inserted_events
+    WHERE visitor IS NOT NULL
+    ORDER BY bucket
+) buckets;
+
+WITH touched AS (
+    SELECT site_id, visitor, min("timestamp") AS first_at, max("timestamp") AS last_at
+    FROM inserted_events
+    WHERE visitor IS NOT NULL
+    GROUP BY site_id, visitor
+),
+stale AS (
+    DELETE FROM visits
+    WHERE (site_id, visitor, started_at) IN (
+        SELECT near.site_id, near.visitor, near.started_at
+        FROM touched
+        CROSS JOIN LATERAL (
+            SELECT site_id, visitor, started_at FROM visits
+            WHERE visits.site_id = touched.site_id AND visits.visitor = touched.visitor
+              AND visits.started_at <= touched.last_at + interval '30 minutes'
+              AND visits.ended_at >= touched.first_at - interval '30 minutes'
+            OFFSET 0
+        ) near
+    )
+    RETURNING site_id, visitor, started_at, ended_at
+)
+INSERT INTO visit_spans (site_id, visitor, first_at, last_at)
+SELECT site_id, visitor, min(first_at), max(last_at)
+FROM (
+    SELECT site_id, visitor, first_at, last_at FROM touched
+    UNION ALL
+    SELECT site_id, visitor, started_at, ended_at FROM stale
+) spans
+GROUP BY site_id, visitor;
+
+INSERT INTO visits
+SELECT site_id, visitor, ts, last_at, pageviews, events, pages[1], pages[cardinality(pages)], referrer, source,
+       utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, device, browser, browser_version, os,
+       os_version
+FROM (
+    -- A visit's first event, which gives the visit its dimensions, with what the whole visit adds up to; every
+    -- window shares one sort.
+    SELECT *, row_number() OVER visit_order AS position,
+           max(ts) OVER whole_visit AS last_at,
+           count(*) FILTER (WHERE event_type = 'page_view') OVER whole_visit AS pageviews,
+           count(*) OVER whole_visit AS events,
+           array_agg(path) FILTER (WHERE event_type = 'page_view') OVER whole_visit AS pages
+    FROM (
+        SELECT *, count(*) FILTER (WHERE starts_visit) OVER (PARTITION BY site_id, visitor ORDER BY ts, event_key)
+                      AS visit
+        FROM (
+            SELECT e.*, e."timestamp" AS ts,
+                   e."timestamp" - lag(e."timestamp") OVER (PARTITION BY e.site_id, e.visitor
+                                                            ORDER BY e."timestamp", e.event_key)
+                       > interval '30 minutes' IS NOT FALSE AS starts_visit
+            FROM visit_spans span
+            CROSS JOIN LATERAL (
+                SELECT * FROM events
+                WHERE events.site_id = span.site_id AND events.visitor = span.visitor
+                  AND events."timestamp" BETWEEN span.first_at AND span.last_at
+                OFFSET 0
+            ) e
+        ) marked
+    ) numbered
+    WINDOW visit_order AS (PARTITION BY site_id, visitor, visit ORDER BY ts, event_key),
+           whole_visit AS (visit_order ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+) visits_and_firsts
+WHERE position = 1
+ORDER BY site_id, visitor, ts;
 
 -- name: inserted_count
 SELECT count(*) FROM inserted_events;

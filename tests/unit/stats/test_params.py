@@ -213,3 +213,24 @@ def test_an_hourly_series_of_31_days_is_allowed() -> None:
         parse("timeseries", interval="hour", period="custom", **{"from": "2025-01-01", "to": "2025-01-31"}).interval
         == "hour"
     )
+
+
+def test_a_backslash_escapes_the_filter_separators() -> None:
+    query = parse(filters=r"path==a\;b|c\|d|e\\;props.k\;x~y\|z")
+    assert query.filters == (
+        Filter("path", "==", ("a;b", "c|d", "e\\")),
+        Filter("props.k;x", "~", ("y|z",)),
+    )
+
+
+@pytest.mark.parametrize("param", ["date", "from", "to"])
+@pytest.mark.parametrize("day", ["1969-12-31", "3000-01-01", "0001-01-01", "9999-12-31"])
+def test_days_outside_what_can_be_stored_are_refused(param: str, day: str) -> None:
+    params = {"period": "custom", "from": "2025-01-01", "to": "2025-01-02", param: day}
+    if param == "date":
+        params = {param: day}
+    assert FieldError(f"query.{param}", f"{param} must be a day from 1970-01-01 to 2999-12-31") in errors(**params)
+
+
+def test_a_property_key_with_a_nul_is_unknown() -> None:
+    assert errors("breakdown", property="props.a\x00b")[0].path == "query.property"

@@ -1,0 +1,267 @@
+"""Reporting API v2 answers, computed exactly from the stored events and the visits the writer keeps.
+
+A report is at most two grouped queries over one range: event metrics (events by their own time) and visit metrics
+(visits by the time they start), each by bucket and, for a breakdown, by value. Their SQL is assembled from the
+templates of `store/sql/reports.sql` and the fixed dimension expressions below; request text only ever reaches the
+database as a parameter. A breakdown row for value x is what the aggregate would be with the filter
+`property==x` added: an event filter keeps the matching events, and the visits with a matching event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Final
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from analytics.stats.params import EVENT_DIMENSIONS, NONE_VALUE, PROPS_PREFIX, VISIT_DIMENSIONS, Filter, ReportQuery
+from analytics.stats.periods import Bucket, DateRange, buckets, resolve
+from analytics.store import queries
+from analytics.store.failures import translated
+
+EVENT_METRICS: Final = frozenset({"pageviews", "events", "visitors", "users"})
+VISIT_METRICS: Final = frozenset({"visits", "bounce_rate", "visit_duration", "views_per_visit"})
+LIVE_WINDOW: Final = timedelta(minutes=5)
+# Events stamped a little ahead of the server's clock (a client's clock running fast) still count as live.
+LIVE_AHEAD: Final = timedelta(minutes=5)
+
+_EVENT_COLUMNS: Final = {name: f"e.{name}" for name in EVENT_DIMENSIONS}
+_VISIT_COLUMNS: Final = {name: f"v.{name}" for name in VISIT_DIMENSIONS}
+_NO_VALUE: Final = "NULL::text"
+_OPERATORS: Final = {"==": "is_one_of", "!=": "is_none_of", "~": "contains"}
+
+Value = str | None
+Number = int | float
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+@dataclass(slots=True)
+class Tally:
+    """The sums one result cell's metrics are computed from."""
+
+    pageviews: int = 0
+    events: int = 0
+    visitors: int = 0
+    users: int = 0
+    visits: int = 0
+    bounces: int = 0
+    duration_us: int = 0
+    visit_pageviews: int = 0
+
+    def metric(self, name: str) -> Number:
+        """As the contract rounds them: bounce rate and duration to whole numbers, views per visit to 0.01."""
+        if name == "bounce_rate":
+            return half_up(Fraction(100 * self.bounces, self.visits)) if self.visits else 0
+        if name == "visit_duration":
+            return half_up(Fraction(self.duration_us, self.visits * 1_000_000)) if self.visits else 0
+        if name == "views_per_visit":
+            return half_up(Fraction(100 * self.visit_pageviews, self.visits)) / 100 if self.visits else 0.0
+        value: int = getattr(self, name)
+        return value
+
+
+def half_up(fraction: Fraction) -> int:
+    """Round half away from zero, exactly (Python's round() takes halves to even)."""
+    magnitude = math.floor(abs(fraction) + Fraction(1, 2))
+    return magnitude if fraction >= 0 else -magnitude
+
+
+def change(current: Number, previous: Number, metric: str) -> Number | None:
+    """Percent change to one decimal (None when there was nothing before); bounce rate changes in points."""
+    if metric == "bounce_rate":
+        return current - previous
+    if previous == 0:
+        return None
+    percent = (Fraction(current) - Fraction(previous)) * 1000 / Fraction(previous)
+    return half_up(percent) / 10
+
+
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """Tallies by (value, bucket index from 1)."""
+
+    tallies: dict[tuple[Value, int], Tally] = field(default_factory=dict)
+
+    def at(self, value: Value, bucket: int) -> Tally:
+        return self.tallies.get((value, bucket)) or Tally()
+
+    def values(self) -> set[Value]:
+        return {value for value, _ in self.tallies}
+
+
+class Statement:
+    """One query's parameters, in order; fragments refer to them by number."""
+
+    def __init__(self, site_id: str, span: DateRange, starts: Sequence[datetime]) -> None:
+        self.args: list[object] = [site_id, span.start, span.end, list(starts)]
+
+    def parameter(self, value: object) -> int:
+        self.args.append(value)
+        return len(self.args)
+
+
+def _fragment(name: str) -> str:
+    """A template without its comment lines: it is spliced into a line of another."""
+    return "\n".join(line for line in queries.REPORTS[name].splitlines() if not line.lstrip().startswith("--"))
+
+
+def is_event_dimension(dimension: str) -> bool:
+    return dimension in _EVENT_COLUMNS or dimension.startswith(PROPS_PREFIX)
+
+
+def _expression(dimension: str, statement: Statement) -> str:
+    if dimension.startswith(PROPS_PREFIX):
+        return _fragment("property").format(key=statement.parameter(dimension[len(PROPS_PREFIX) :]))
+    return _EVENT_COLUMNS.get(dimension) or _VISIT_COLUMNS[dimension]
+
+
+def _condition(rule: Filter, statement: Statement) -> str:
+    expression = _expression(rule.dimension, statement)
+    if rule.operator == "~":
+        return _fragment("contains").format(expression=expression, values=statement.parameter(rule.values[0]))
+    values = statement.parameter(list(rule.values))
+    none = statement.parameter(NONE_VALUE in rule.values)
+    return _fragment(_OPERATORS[rule.operator]).format(expression=expression, values=values, none=none)
+
+
+def _conditions(rules: Iterable[Filter], statement: Statement) -> str:
+    return "".join(f"\n  AND {_condition(rule, statement)}" for rule in rules)
+
+
+def event_metrics_sql(query: ReportQuery, statement: Statement) -> str:
+    by_visit = query.property is not None and not is_event_dimension(query.property)
+    needs_visit = by_visit or any(not is_event_dimension(rule.dimension) for rule in query.filters)
+    value = _expression(query.property, statement) if query.property else _NO_VALUE
+    return queries.REPORTS["event_metrics"].format(
+        value=value,
+        join=_fragment("visit_of_event") if needs_visit else "",
+        conditions=_conditions(query.filters, statement),
+    )
+
+
+def visit_metrics_sql(query: ReportQuery, statement: Statement) -> str:
+    event_rules = [rule for rule in query.filters if is_event_dimension(rule.dimension)]
+    visit_rules = [rule for rule in query.filters if not is_event_dimension(rule.dimension)]
+    by_event = query.property is not None and is_event_dimension(query.property)
+    join = ""
+    if event_rules or by_event:
+        inner = _expression(query.property, statement) if by_event and query.property else _NO_VALUE
+        join = _fragment("events_of_visit").format(value=inner, conditions=_conditions(event_rules, statement))
+    value = _NO_VALUE
+    if by_event:
+        value = "matched.value"
+    elif query.property:
+        value = _expression(query.property, statement)
+    return queries.REPORTS["visit_metrics"].format(
+        value=value, join=join, conditions=_conditions(visit_rules, statement)
+    )
+
+
+async def _cells(connection: Connection, query: ReportQuery, span: DateRange, starts: Sequence[datetime]) -> Cells:
+    """Every tally the query's metrics need, over `span` cut at `starts`."""
+    cells = Cells()
+    wanted = set(query.metrics)
+    if wanted & EVENT_METRICS:
+        statement = Statement(query.site_id, span, starts)
+        for row in await connection.fetch(event_metrics_sql(query, statement), *statement.args):
+            tally = cells.tallies.setdefault((row["value"], row["bucket"]), Tally())
+            tally.pageviews, tally.events = row["pageviews"], row["events"]
+            tally.visitors, tally.users = row["visitors"], row["users"]
+    if wanted & VISIT_METRICS:
+        statement = Statement(query.site_id, span, starts)
+        for row in await connection.fetch(visit_metrics_sql(query, statement), *statement.args):
+            tally = cells.tallies.setdefault((row["value"], row["bucket"]), Tally())
+            tally.visits, tally.bounces = row["visits"], row["bounces"]
+            tally.duration_us, tally.visit_pageviews = row["duration_us"], row["visit_pageviews"]
+    return cells
+
+
+async def report_span(connection: Connection, query: ReportQuery) -> DateRange:
+    """The local days the query covers; `all` starts on the day of the site's first event."""
+    first_seen = None
+    if query.period == "all":
+        first = await connection.fetchval(queries.REPORTS["first_event"], query.site_id)
+        first_seen = first.astimezone(query.zone).date() if first is not None else None
+    return resolve(query.period, query.anchor, query.zone, custom=query.custom, first_seen=first_seen)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateAnswer:
+    span: DateRange
+    results: dict[str, dict[str, Number | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeseriesAnswer:
+    span: DateRange
+    interval: str
+    results: list[dict[str, str | Number]]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownAnswer:
+    span: DateRange
+    results: list[dict[str, Value | Number]]
+    total_rows: int
+
+
+async def aggregate(pool: asyncpg.Pool, query: ReportQuery) -> AggregateAnswer:
+    with translated():
+        async with pool.acquire() as connection:
+            span = await report_span(connection, query)
+            tally = (await _cells(connection, query, span, [span.start])).at(None, 1)
+            results: dict[str, dict[str, Number | None]] = {m: {"value": tally.metric(m)} for m in query.metrics}
+            if query.compare:
+                before = span.previous()
+                earlier = (await _cells(connection, query, before, [before.start])).at(None, 1)
+                for metric, result in results.items():
+                    previous = earlier.metric(metric)
+                    value = result["value"]
+                    assert value is not None
+                    result.update(previous=previous, change=change(value, previous, metric))
+    return AggregateAnswer(span, results)
+
+
+async def timeseries(pool: asyncpg.Pool, query: ReportQuery) -> TimeseriesAnswer:
+    assert query.interval is not None
+    with translated():
+        async with pool.acquire() as connection:
+            span = await report_span(connection, query)
+            series: list[Bucket] = buckets(span, query.interval)
+            cells = await _cells(connection, query, span, [bucket.start for bucket in series])
+    results: list[dict[str, str | Number]] = []
+    for index, bucket in enumerate(series, start=1):
+        tally = cells.at(None, index)
+        results.append({"date": bucket.label, **{metric: tally.metric(metric) for metric in query.metrics}})
+    return TimeseriesAnswer(span, query.interval, results)
+
+
+async def breakdown(pool: asyncpg.Pool, query: ReportQuery) -> BreakdownAnswer:
+    assert query.property is not None
+    with translated():
+        async with pool.acquire() as connection:
+            span = await report_span(connection, query)
+            cells = await _cells(connection, query, span, [span.start])
+    rows = [(value, cells.at(value, 1)) for value in cells.values()]
+    first = query.metrics[0]
+    rows.sort(key=lambda row: (-row[1].metric(first), row[0] is None, row[0] or ""))
+    page = rows[(query.page - 1) * query.limit : query.page * query.limit]
+    results: list[dict[str, Value | Number]] = [
+        {query.property: value, **{metric: tally.metric(metric) for metric in query.metrics}} for value, tally in page
+    ]
+    return BreakdownAnswer(span, results, len(rows))
+
+
+async def live_visitors(pool: asyncpg.Pool, site_id: str, now: datetime | None = None) -> int:
+    now = now or datetime.now(UTC)
+    with translated():
+        async with pool.acquire() as connection:
+            count: int = await connection.fetchval(
+                queries.REPORTS["live_visitors"], site_id, now - LIVE_WINDOW, now + LIVE_AHEAD
+            )
+    return count

@@ -1,0 +1,65 @@
+-- Reporting API v2 (analytics/stats/reports.py). These are templates: analytics/stats/reports.py fills each {slot}
+-- with other entries of this file or with a column of its fixed dimension table, never with request text; every
+-- value from a request (site, instants, filter values, property keys) is a $n parameter.
+-- $1 site_id, $2 first instant (included), $3 last instant (excluded), $4 bucket starts in order (the first is $2):
+-- an aggregate or a breakdown has one bucket, a time series one per interval.
+
+-- name: event_metrics
+-- Event metrics by value and bucket: events by their own time.
+SELECT {value} AS value, width_bucket(e."timestamp", $4::timestamptz[]) AS bucket,
+       count(*) FILTER (WHERE e.event_type = 'page_view') AS pageviews,
+       count(*) AS events,
+       count(DISTINCT e.visitor) AS visitors,
+       count(DISTINCT e.user_id) AS users
+FROM events e
+{join}
+WHERE e.site_id = $1 AND e."timestamp" >= $2 AND e."timestamp" < $3{conditions}
+GROUP BY 1, 2
+
+-- name: visit_of_event
+-- An event's visit, for visit dimensions of event metrics (a visitor's visits never overlap).
+LEFT JOIN visits v
+    ON v.site_id = e.site_id AND v.visitor = e.visitor AND e."timestamp" BETWEEN v.started_at AND v.ended_at
+
+-- name: visit_metrics
+-- Visit metrics by value and bucket: a visit belongs to the range and the bucket it starts in.
+SELECT {value} AS value, width_bucket(v.started_at, $4::timestamptz[]) AS bucket,
+       count(*) AS visits,
+       count(*) FILTER (WHERE v.pageviews = 1 AND v.events = 1) AS bounces,
+       coalesce(sum((extract(epoch FROM v.ended_at - v.started_at) * 1000000)::bigint), 0)::bigint AS duration_us,
+       coalesce(sum(v.pageviews), 0)::bigint AS visit_pageviews
+FROM visits v
+{join}
+WHERE v.site_id = $1 AND v.started_at >= $2 AND v.started_at < $3{conditions}
+GROUP BY 1, 2
+
+-- name: events_of_visit
+-- For visit metrics under event filters or by an event dimension: the values of the visit's matching events,
+-- each once (a visit counts once per value, and only if one of its events matches every event filter).
+CROSS JOIN LATERAL (
+    SELECT DISTINCT {value} AS value
+    FROM events e
+    WHERE e.site_id = v.site_id AND e.visitor = v.visitor
+      AND e."timestamp" BETWEEN v.started_at AND v.ended_at{conditions}
+) matched
+
+-- name: is_one_of
+-- The expression is one of the values; a missing value matches when the values include (none).
+coalesce({expression} = ANY(${values}::text[]), ${none}::boolean)
+
+-- name: is_none_of
+NOT coalesce({expression} = ANY(${values}::text[]), ${none}::boolean)
+
+-- name: contains
+strpos({expression}, ${values}::text) > 0
+
+-- name: property
+(e.props ->> ${key}::text)
+
+-- name: first_event
+-- Where `period=all` starts.
+SELECT min("timestamp") FROM events WHERE site_id = $1
+
+-- name: live_visitors
+-- Visitors with an event in the window: the last five minutes, and a little ahead for clocks running fast.
+SELECT count(DISTINCT visitor) FROM events WHERE site_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
