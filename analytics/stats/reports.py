@@ -169,15 +169,14 @@ async def _cells(connection: Connection, query: ReportQuery, span: DateRange, st
     if wanted & EVENT_METRICS:
         statement = Statement(query.site_id, span, starts)
         for row in await connection.fetch(event_metrics_sql(query, statement), *statement.args):
-            tally = cells.tallies.setdefault((row["value"], row["bucket"]), Tally())
-            tally.pageviews, tally.events = row["pageviews"], row["events"]
-            tally.visitors, tally.users = row["visitors"], row["users"]
+            cells.tallies[row["value"], row["bucket"]] = _tally(row, events=True)
     if wanted & VISIT_METRICS:
         statement = Statement(query.site_id, span, starts)
         for row in await connection.fetch(visit_metrics_sql(query, statement), *statement.args):
             tally = cells.tallies.setdefault((row["value"], row["bucket"]), Tally())
-            tally.visits, tally.bounces = row["visits"], row["bounces"]
-            tally.duration_us, tally.visit_pageviews = row["duration_us"], row["visit_pageviews"]
+            visits = _tally(row, events=False)
+            tally.visits, tally.bounces = visits.visits, visits.bounces
+            tally.duration_us, tally.visit_pageviews = visits.duration_us, visits.visit_pageviews
     return cells
 
 
@@ -243,18 +242,61 @@ async def timeseries(pool: asyncpg.Pool, query: ReportQuery) -> TimeseriesAnswer
 
 async def breakdown(pool: asyncpg.Pool, query: ReportQuery) -> BreakdownAnswer:
     assert query.property is not None
+    wanted = set(query.metrics)
     with translated():
         async with pool.acquire() as connection:
             span = await report_span(connection, query)
-            cells = await _cells(connection, query, span, [span.start])
-    rows = [(value, cells.at(value, 1)) for value in cells.values()]
-    first = query.metrics[0]
-    rows.sort(key=lambda row: (-row[1].metric(first), row[0] is None, row[0] or ""))
-    page = rows[(query.page - 1) * query.limit : query.page * query.limit]
+            if wanted <= EVENT_METRICS or wanted <= VISIT_METRICS:
+                rows, total = await _top_values(connection, query, span)
+            else:
+                cells = await _cells(connection, query, span, [span.start])
+                rows = [(value, cells.at(value, 1)) for value in cells.values()]
+                first = query.metrics[0]
+                rows.sort(key=lambda row: (-row[1].metric(first), row[0] is None, row[0] or ""))
+                total = len(rows)
+                rows = rows[(query.page - 1) * query.limit : query.page * query.limit]
     results: list[dict[str, Value | Number]] = [
-        {query.property: value, **{metric: tally.metric(metric) for metric in query.metrics}} for value, tally in page
+        {query.property: value, **{metric: tally.metric(metric) for metric in query.metrics}} for value, tally in rows
     ]
-    return BreakdownAnswer(span, results, len(rows))
+    return BreakdownAnswer(span, results, total)
+
+
+async def _top_values(
+    connection: Connection, query: ReportQuery, span: DateRange
+) -> tuple[list[tuple[Value, Tally]], int]:
+    """One page of a breakdown whose metrics are all of one kind: ordered and paged by PostgreSQL, so only that
+    page leaves the database."""
+    first = query.metrics[0]
+    events = first in EVENT_METRICS
+    grouping = event_metrics_sql if events else visit_metrics_sql
+    statement = Statement(query.site_id, span, [span.start])
+    grouped = grouping(query, statement)
+    rank = queries.REPORTS[f"rank_by_{first}"].strip() if f"rank_by_{first}" in queries.REPORTS else first
+    sql = queries.REPORTS["top_values"].format(
+        grouped=grouped,
+        rank=rank,
+        limit=statement.parameter(query.limit),
+        offset=statement.parameter((query.page - 1) * query.limit),
+    )
+    rows = await connection.fetch(sql, *statement.args)
+    if rows or query.page == 1:
+        return [(row["value"], _tally(row, events)) for row in rows], rows[0]["total_rows"] if rows else 0
+    counting = Statement(query.site_id, span, [span.start])
+    total: int = await connection.fetchval(
+        queries.REPORTS["count_values"].format(grouped=grouping(query, counting)), *counting.args
+    )
+    return [], total
+
+
+def _tally(row: asyncpg.Record, events: bool) -> Tally:
+    if events:
+        return Tally(pageviews=row["pageviews"], events=row["events"], visitors=row["visitors"], users=row["users"])
+    return Tally(
+        visits=row["visits"],
+        bounces=row["bounces"],
+        duration_us=row["duration_us"],
+        visit_pageviews=row["visit_pageviews"],
+    )
 
 
 async def live_visitors(pool: asyncpg.Pool, site_id: str, now: datetime | None = None) -> int:

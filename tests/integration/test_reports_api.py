@@ -219,4 +219,9 @@ async def test_filter_values_are_parameters_not_sql(service: httpx.AsyncClient, 
         params={"site_id": "quoted", "period": "day", "date": "2026-03-01", "property": f"props.{hostile}"},
     )
     assert breakdown.json()["data"]["results"] == [{f"props.{hostile}": None, "pageviews": 1, "visitors": 1}]
+    past_the_end = await service.get(
+        "/api/v2/stats/breakdown",
+        params={"site_id": "quoted", "period": "day", "date": "2026-03-01", "property": "path", "page": "3"},
+    )
+    assert (past_the_end.json()["data"]["results"], past_the_end.json()["data"]["total_rows"]) == ([], 1)
     assert await db.fetchval("SELECT count(*) FROM events WHERE site_id = 'quoted'") == 1

@@ -63,3 +63,24 @@ SELECT min("timestamp") FROM events WHERE site_id = $1
 -- name: live_visitors
 -- Visitors with an event in the window: the last five minutes, and a little ahead for clocks running fast.
 SELECT count(DISTINCT visitor) FROM events WHERE site_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+
+-- name: top_values
+-- One page of a breakdown whose metrics all come from one query: ordered as the contract says (the first metric,
+-- rounded as answered, descending; then the value by code point, a missing one last), counted before paging.
+SELECT *, count(*) OVER () AS total_rows
+FROM ({grouped}) grouped
+ORDER BY {rank} DESC, value COLLATE "C" NULLS LAST
+LIMIT ${limit} OFFSET ${offset}
+
+-- name: rank_by_bounce_rate
+round(100.0 * bounces / visits)
+
+-- name: rank_by_visit_duration
+round(duration_us / (visits * 1000000.0))
+
+-- name: rank_by_views_per_visit
+round(100.0 * visit_pageviews / visits)
+
+-- name: count_values
+-- How many values a breakdown has, when the page asked for lies past the last.
+SELECT count(*) FROM ({grouped}) grouped
