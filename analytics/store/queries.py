@@ -31,3 +31,4 @@ def load(file: str) -> Mapping[str, str]:
 WRITER: Final = load("writer.sql")
 STATS: Final = load("stats.sql")
 REPORTS: Final = load("reports.sql")
+SITES: Final = load("sites.sql")

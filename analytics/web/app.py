@@ -31,6 +31,7 @@ from analytics.queue.pusher import Pusher
 from analytics.web.access import AccessRules
 from analytics.web.asgi import encode, header
 from analytics.web.cors import Cors
+from analytics.web.dashboard import Dashboard
 from analytics.web.faults import http_error, internal_error, send_fault
 from analytics.web.health import Health, Readiness
 from analytics.web.ingest import Decode, Enrichment, Ingest, queued_count, queued_one
@@ -101,7 +102,8 @@ def create_app(
     queue_snapshot: Callable[[], Awaitable[QueueSnapshot]],
     ingestion: Ingestion | None = None,
 ) -> App:
-    """Every role serves health, readiness and metrics; the api role adds ingestion, stats, OpenAPI and the tracker."""
+    """Every role serves health, readiness and metrics; the api role adds ingestion, stats, OpenAPI, the
+    tracker and the dashboard."""
     health = Health(readiness, metrics, queue_snapshot)
     routes = [
         Route("/api/healthcheck", health.healthcheck, methods=["GET"]),
@@ -133,6 +135,15 @@ def create_app(
         for path, handler in zip(REPORT_PATHS, handlers, strict=True):
             report = preflights[path] = Cors(rules.stats_cors, request_response(handler))
             routes.append(Route(path, report, methods=["GET"]))
+        dashboard = Dashboard(reporting, rules.sites)
+        sites = preflights["/api/v2/sites"] = Cors(rules.stats_cors, request_response(dashboard.sites))
+        routes += [
+            Route("/api/v2/sites", sites, methods=["GET"]),
+            Route("/dashboard", dashboard.page, methods=["GET"]),
+            Route("/dashboard/assets/{name}", dashboard.asset, methods=["GET"]),
+            # A site id may hold a slash (a path parameter is decoded before it is matched).
+            Route("/dashboard/{site_id:path}", dashboard.page, methods=["GET"]),
+        ]
         documents = _Documents(encode(openapi_document(ingestion.max_batch_events, rules.tokens.required)))
         routes += [
             Route("/api/reporting/stats", stats, methods=["GET"]),

@@ -27,6 +27,7 @@ from analytics.web.responses import (
     QueuedCount,
     ReadyState,
     RealtimeFound,
+    SitesFound,
     StatsFound,
     TimeseriesFound,
 )
@@ -92,10 +93,10 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
     batch = Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=max_batch_events)]
     types = (
         *(EventIn, batch, PlausibleEvent, Queued, QueuedCount, Invalid, Fail, StatsFound, Healthy, ReadyState),
-        *(AggregateFound, TimeseriesFound, BreakdownFound, RealtimeFound),
+        *(AggregateFound, TimeseriesFound, BreakdownFound, RealtimeFound, SitesFound),
     )
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
-    event, events, plausible, queued, queued_count, invalid, fail, found, healthy, ready, *reports = schemas
+    event, events, plausible, queued, queued_count, invalid, fail, found, healthy, ready, *reports, sites = schemas
     refusals = {status: _json(fail, description) for status, description in REFUSALS.items()}
     invalid_body = _json(invalid, "Every problem in the body, at its path; nothing queued")
 
@@ -166,6 +167,12 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
         report_operations[f"/api/v2/stats/{kind}"] = {
             "get": {"summary": report_summaries[kind], "parameters": parameters, "responses": responses}
         }
+    sites_responses = {**stats_responses, "200": _json(sites, "The sites the dashboard offers")}
+    del sites_responses["400"], sites_responses["404"]
+    sites_operation: dict[str, Any] = {
+        "summary": "The sites to report on: ANALYTICS_SITES when set, else every site with stored page views",
+        "responses": sites_responses,
+    }
     stats_operation: dict[str, Any] = {
         "summary": "Page views, distinct users and top 3 paths of a site, for a UTC day or all time",
         "parameters": [
@@ -194,6 +201,7 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
             "/api/event": ingest(plausible, queued, "Queue an event sent by Plausible's tracker script (Events API)"),
             "/api/reporting/stats": {"get": stats_operation},
             **report_operations,
+            "/api/v2/sites": {"get": sites_operation},
             "/api/healthcheck": {"get": {"summary": "Liveness", "responses": {"200": _json(healthy, "Running")}}},
             "/api/ready": {
                 "get": {
@@ -206,6 +214,6 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
     }
     if stats_token_required:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        for operation in (stats_operation, *(path["get"] for path in report_operations.values())):
+        for operation in (stats_operation, sites_operation, *(path["get"] for path in report_operations.values())):
             operation["security"] = [{"bearer": []}]
     return document

@@ -57,7 +57,12 @@ class Reporting:
         self._unavailable = metrics.unavailable.labels("postgresql")
         self._database = StateLog(logger, "stats unavailable, answering 503", "stats available again")
 
-    def _refusal(self, request: Request) -> Response | None:
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    def refusal(self, request: Request) -> Response | None:
+        """The 401 or 403 for a request without an accepted token; None lets it through (also for the dashboard)."""
         verdict = self._tokens.check(request.headers.get("authorization"))
         if verdict is Verdict.MISSING:
             return JSONResponse(
@@ -69,15 +74,20 @@ class Reporting:
             return JSONResponse(Fail(status="fail", message="token not accepted"), status_code=403)
         return None
 
-    def _unavailable_answer(self, error: Exception) -> Response:
+    def unavailable(self, error: Exception) -> Response:
+        """The 503 for a database that did not answer in time, logged once per outage and counted."""
         self._database.failed(error)
         self._unavailable.inc()
         return JSONResponse(
             Fail(status="error", message="database unavailable"), status_code=503, headers={"Retry-After": "1"}
         )
 
+    def recovered(self) -> None:
+        """An answer after an outage: the recovery is logged once."""
+        self._database.recovered()
+
     async def stats(self, request: Request) -> Response:
-        refusal = self._refusal(request)
+        refusal = self.refusal(request)
         if refusal is not None:
             return refusal
         try:
@@ -87,8 +97,8 @@ class Reporting:
         try:
             result = await within(STATS_DEADLINE_S, site_stats(self._pool, query))
         except (DatabaseError, TimeoutError) as error:
-            return self._unavailable_answer(error)
-        self._database.recovered()
+            return self.unavailable(error)
+        self.recovered()
         if result is None:
             return JSONResponse(Fail(status="fail", message=NO_DATA), status_code=404)
         return JSONResponse(StatsFound(data=result))
@@ -100,7 +110,7 @@ class Reporting:
         answer: Callable[[ReportQuery], Awaitable[T]],
         shape: Callable[[ReportQuery, T], object],
     ) -> Response:
-        refusal = self._refusal(request)
+        refusal = self.refusal(request)
         if refusal is not None:
             return refusal
         try:
@@ -110,8 +120,8 @@ class Reporting:
         try:
             result = await within(REPORT_DEADLINE_S, answer(query))
         except (DatabaseError, TimeoutError) as error:
-            return self._unavailable_answer(error)
-        self._database.recovered()
+            return self.unavailable(error)
+        self.recovered()
         return JSONResponse(shape(query, result))
 
     async def aggregate(self, request: Request) -> Response:

@@ -113,6 +113,17 @@ class RealtimeFound(msgspec.Struct, frozen=True, kw_only=True):
     data: RealtimeReport
 
 
+class SiteList(msgspec.Struct, frozen=True):
+    """The sites the dashboard offers: ANALYTICS_SITES when set, else those with stored page views."""
+
+    sites: list[str]
+
+
+class SitesFound(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["success"] = "success"
+    data: SiteList
+
+
 class Healthy(msgspec.Struct, frozen=True):
     message: str
 

@@ -295,6 +295,7 @@ async def test_openapi_document_describes_the_contract(client_with: Client) -> N
         "/api/v2/stats/timeseries",
         "/api/v2/stats/breakdown",
         "/api/v2/stats/realtime",
+        "/api/v2/sites",
         "/api/healthcheck",
         "/api/ready",
     }
@@ -330,4 +331,7 @@ async def test_openapi_declares_bearer_auth_when_tokens_are_set(client_with: Cli
         assert report["security"] == [{"bearer": []}]
         assert set(report["responses"]) == {"200", "400", "401", "403", "503"}
     assert set(stats["responses"]) >= {"401", "403"}
+    sites = document["paths"]["/api/v2/sites"]["get"]
+    assert sites["security"] == [{"bearer": []}]
+    assert set(sites["responses"]) == {"200", "401", "403", "503"}
     assert document["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}

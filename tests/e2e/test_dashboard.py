@@ -1,0 +1,379 @@
+"""The dashboard in a real browser: headless Chromium opens `/dashboard/<site>` over a designed data set, and what the
+page shows is what the v2 API answers, before and after a click-a-row filter; tokens, privacy and layout too.
+
+Chromium, and when these tests skip or fail without it: tests/helpers/browser.py. With `ANALYTICS_SCREENSHOTS=docs`
+the desktop screenshot is also written to docs/dashboard.png (the README shows it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+import analytics.web
+from analytics.config import Settings
+from analytics.observability.metrics import Metrics
+from analytics.queue.pusher import Pusher
+from analytics.writer.loop import Writer
+from tests.helpers.browser import DESKTOP_CHROME, Visit
+from tests.helpers.factories import CHROME, IPHONE
+from tests.helpers.servers import api_app, serving
+from tests.helpers.waiting import eventually
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+ASSETS = Path(analytics.web.__file__).with_name("static") / "dashboard"
+# The README says 7.8 KB: the budget leaves room to grow, not to double.
+GZIPPED_MAX_BYTES = 10_000
+ZONE = "Europe/Berlin"
+VIEW = {"period": "7d", "date": "2025-03-14", "timezone": ZONE}
+HEADLINE = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration")
+KINDS = {"views_per_visit": "plain", "bounce_rate": "percent", "visit_duration": "duration"}
+GOOGLE = "https://www.google.com/"
+# A path with every character a filter value must escape.
+ODD_PATH = "/a;b|c\\d"
+NEWS = "https://news.ycombinator.com/item?id=1"
+# (visitor, country, referrer, user agent, UTC time, path, event type): five visitors over the 7 days shown, from
+# three sources and countries on two devices, and one visitor in the 7 days before (the change against them).
+EVENTS = [
+    ("alice", "DE", GOOGLE, CHROME, "2025-03-10T09:00:00Z", "/", "page_view"),
+    ("alice", "DE", GOOGLE, CHROME, "2025-03-10T09:02:00Z", "/pricing", "page_view"),
+    ("alice", "DE", GOOGLE, CHROME, "2025-03-10T09:05:20Z", "/pricing", "Signup"),
+    ("bob", "US", NEWS, IPHONE, "2025-03-11T18:00:00Z", "/", "page_view"),
+    ("bob", "US", NEWS, IPHONE, "2025-03-11T18:01:00Z", "/blog", "page_view"),
+    ("carol", "DE", None, CHROME, "2025-03-12T07:30:00Z", "/pricing", "page_view"),
+    ("carol", "DE", None, CHROME, "2025-03-14T12:00:00Z", "/", "page_view"),
+    ("dave", "FR", GOOGLE, IPHONE, "2025-03-13T20:00:00Z", "/blog", "page_view"),
+    ("dave", "FR", GOOGLE, IPHONE, "2025-03-13T20:04:00Z", "/blog/post", "page_view"),
+    ("erin", "US", NEWS, CHROME, "2025-03-14T15:00:00Z", "/", "page_view"),
+    ("erin", "US", NEWS, CHROME, "2025-03-14T15:01:00Z", ODD_PATH, "page_view"),
+    ("frank", "DE", GOOGLE, CHROME, "2025-03-05T10:00:00Z", "/", "page_view"),
+]
+Start = Callable[..., AbstractAsyncContextManager[tuple[str, httpx.AsyncClient]]]
+
+
+@pytest.fixture
+def start(pusher: Pusher, pool: asyncpg.Pool, writer: Writer) -> Start:
+    """The api app with the given settings (countries from a CDN header) on a real server, and the writer running."""
+
+    @contextlib.asynccontextmanager
+    async def running(**overrides: Any) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+        settings = Settings(country_header="cf-ipcountry", geoip_database="none", **overrides)
+        app = api_app(pusher, pool, Metrics(), settings)
+        async with serving(app, settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            yield base_url, client
+
+    return running
+
+
+async def ingest(client: httpx.AsyncClient, site_id: str, token: str | None = None) -> None:
+    """Sends the data set (one batch per country: the country comes from the CDN's header) and waits until stored."""
+    for country in sorted({row[1] for row in EVENTS}):
+        batch = [
+            {
+                "site_id": site_id,
+                "event_type": event_type,
+                "timestamp": timestamp,
+                "url": f"https://shop.example{path}",
+                "referrer": referrer,
+                "user_id": visitor,
+                "user_agent": agent,
+            }
+            for visitor, where, referrer, agent, timestamp, path, event_type in EVENTS
+            if where == country
+        ]
+        response = await client.post("/api/ingestion/events", json=batch, headers={"cf-ipcountry": country})
+        assert response.status_code == 202, response.text
+
+    async def stored() -> None:
+        answer = await report(client, "aggregate", site_id, token, period="all", metrics="events")
+        assert answer["results"]["events"]["value"] == len(EVENTS)
+
+    await eventually(stored, timeout_s=10)
+
+
+async def report(
+    client: httpx.AsyncClient, kind: str, site_id: str, token: str | None = None, **params: str
+) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = await client.get(f"/api/v2/stats/{kind}", params={"site_id": site_id, **params}, headers=headers)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def shown(metric: str, value: float) -> str:
+    """What the page prints for a value (the numbers of this data set are all under 1000)."""
+    kind = KINDS.get(metric, "count")
+    if kind == "percent":
+        return f"{value}%"
+    if kind == "duration":
+        seconds = round(value)
+        return f"{seconds}s" if seconds < 60 else f"{seconds // 60}m {seconds % 60}s"
+    return f"{value:g}"
+
+
+async def headline(page: Page) -> dict[str, tuple[float, str]]:
+    tiles = await page.eval_on_selector_all(
+        "#metrics .metric",
+        "tiles => tiles.map(t => [t.dataset.metric, t.dataset.value, t.querySelector('.value').textContent])",
+    )
+    return {metric: (float(value), text) for metric, value, text in tiles}
+
+
+async def expected_headline(
+    client: httpx.AsyncClient, site_id: str, token: str | None = None, **params: str
+) -> dict[str, tuple[float, str]]:
+    query = {**VIEW, "metrics": ",".join(HEADLINE), **params}
+    answer = await report(client, "aggregate", site_id, token, **query)
+    return {
+        metric: (answer["results"][metric]["value"], shown(metric, answer["results"][metric]["value"]))
+        for metric in HEADLINE
+    }
+
+
+async def panel(page: Page, property: str) -> list[tuple[str, int]]:
+    rows = await page.eval_on_selector_all(
+        f"[data-property='{property}'] .row",
+        "rows => rows.map(r => [r.dataset.value, r.querySelector('.count').dataset.count])",
+    )
+    return [(value, int(count)) for value, count in rows]
+
+
+async def expected_panel(
+    client: httpx.AsyncClient, site_id: str, property: str, **params: str
+) -> list[tuple[str, int]]:
+    answer = await report(
+        client, "breakdown", site_id, **{**VIEW, "property": property, "metrics": "visitors", **params}
+    )
+    return [("(none)" if row[property] is None else row[property], row["visitors"]) for row in answer["results"]]
+
+
+async def rendered(page: Page) -> None:
+    """The report is on screen and no request for it is pending."""
+    await page.wait_for_selector("#report:not([hidden])[aria-busy='false']")
+
+
+def dashboard_url(base_url: str, site_id: str, **params: str) -> str:
+    return f"{base_url}/dashboard/{site_id}?{httpx.QueryParams({**VIEW, **params})}"
+
+
+async def test_the_dashboard_shows_what_the_api_answers(browser: Browser, start: Start, tmp_path: Path) -> None:
+    site_id = "shop.example"  # each test has a database of its own; this name is the one the README shows
+    async with start() as (base_url, client):
+        await ingest(client, site_id)
+        context = await browser.new_context(
+            user_agent=DESKTOP_CHROME.format(browser.version), viewport={"width": 1280, "height": 900}
+        )
+        requested: list[str] = []
+        context.on("request", lambda request: requested.append(request.url))
+        try:
+            visit = Visit(await context.new_page(), f"{base_url}/api/ingestion/event")
+            page = visit.page
+
+            await page.goto(f"{base_url}/dashboard")
+            await page.click(f"#sites a:text-is('{site_id}')")
+            await page.wait_for_url(f"{base_url}/dashboard/{site_id}?*")
+
+            await page.goto(dashboard_url(base_url, site_id))
+            await rendered(page)
+            assert await page.locator("#sign-in").is_hidden()  # no tokens configured: open
+            assert await headline(page) == await expected_headline(client, site_id)
+            for property in ("path", "source", "country", "entry_page"):
+                assert await panel(page, property) == await expected_panel(client, site_id, property)
+            assert (await panel(page, "source"))[0] == ("google.com", 2)
+            assert (
+                await page.text_content("[data-property='source'] .row[data-value='(none)'] .name") == "Direct / None"
+            )
+            assert await page.text_content("[data-property='country'] .row[data-value='DE'] .name") == "Germany"
+            visitors_change = await page.get_attribute("[data-metric='visitors'] .change", "data-change")
+            assert visitors_change == "400"  # five visitors against one the week before
+            assert await page.locator("#chart svg polyline").count() == 2
+            await page.screenshot(path=tmp_path / "dashboard-1280.png", full_page=True)
+            if os.environ.get("ANALYTICS_SCREENSHOTS") == "docs":
+                shutil.copyfile(tmp_path / "dashboard-1280.png", DOCS / "dashboard.png")
+
+            await page.click("[data-property='source'] .row[data-value='google.com']")
+            await rendered(page)
+            assert parse_qs(urlsplit(page.url).query)["filters"] == ["source==google.com"]
+            assert await page.locator("#filters .chip[data-filter='source==google.com']").is_visible()
+            assert await headline(page) == await expected_headline(client, site_id, filters="source==google.com")
+            assert await panel(page, "path") == await expected_panel(
+                client, site_id, "path", filters="source==google.com"
+            )
+
+            await page.reload()  # the view is in the URL
+            await rendered(page)
+            assert await headline(page) == await expected_headline(client, site_id, filters="source==google.com")
+
+            await page.focus("#filters .chip")  # the controls are buttons: the keyboard works them
+            await page.keyboard.press("Enter")
+            await rendered(page)
+            assert "filters" not in parse_qs(urlsplit(page.url).query)
+            assert await page.locator("#filters .chip").count() == 0
+            assert await headline(page) == await expected_headline(client, site_id)
+
+            await page.set_viewport_size({"width": 375, "height": 812})
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing wider than a phone
+            await page.screenshot(path=tmp_path / "dashboard-375.png", full_page=True)
+            # A CSP violation would be a console error. The reload may cut off the live count's request: not an error.
+            assert [error for error in visit.errors if not error.endswith("net::ERR_ABORTED")] == []
+        finally:
+            await context.close()
+    assert requested
+    for url in requested:
+        parts = urlsplit(url)
+        assert parts.scheme == "data" or parts.hostname == "127.0.0.1", url
+
+
+async def test_the_period_picker_and_an_empty_period(browser: Browser, start: Start) -> None:
+    site_id = f"dash-{secrets.token_hex(4)}"
+    async with start() as (base_url, client):
+        await ingest(client, site_id)
+        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
+        try:
+            page = await context.new_page()
+            await page.goto(dashboard_url(base_url, site_id))
+            await rendered(page)
+            await page.select_option("#period", "day")
+            await rendered(page)
+            assert parse_qs(urlsplit(page.url).query)["period"] == ["day"]
+            assert await headline(page) == await expected_headline(client, site_id, period="day")
+
+            await page.select_option("#period", "custom")
+            await page.fill("#from", "2024-01-01")
+            await page.fill("#to", "2024-01-31")
+            await page.click("#controls button[type=submit]")
+            await rendered(page)
+            query = parse_qs(urlsplit(page.url).query)
+            assert (query["period"], query["from"], query["to"]) == (["custom"], ["2024-01-01"], ["2024-01-31"])
+            assert await page.text_content("#status") == "no data for this period"
+            assert await page.locator("[data-property='path'] .empty").text_content() == "no data for this period"
+        finally:
+            await context.close()
+
+
+async def test_a_value_with_filter_syntax_in_it_is_escaped(browser: Browser, start: Start) -> None:
+    site_id = f"dash-{secrets.token_hex(4)}"
+    async with start() as (base_url, client):
+        await ingest(client, site_id)
+        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
+        try:
+            page = await context.new_page()
+            await page.goto(dashboard_url(base_url, site_id))
+            await rendered(page)
+            await page.locator("[data-property='path'] .row").filter(has_text=ODD_PATH).click()
+            await rendered(page)
+            escaped = "path==/a\\;b\\|c\\\\d"
+            assert parse_qs(urlsplit(page.url).query)["filters"] == [escaped]
+            assert await page.text_content("#filters .chip") == f"path is {ODD_PATH} ✕"
+            expected = await expected_headline(client, site_id, filters=escaped)
+            assert expected["pageviews"] == (1.0, "1")
+            assert await headline(page) == expected
+        finally:
+            await context.close()
+
+
+async def test_an_unreachable_or_unavailable_api_is_said_in_words(browser: Browser, start: Start) -> None:
+    """The network failing and a 503 are simulated in the tab (the API's own 503 is tested in tests/integration)."""
+    site_id = f"dash-{secrets.token_hex(4)}"
+    unavailable = '{"status":"error","message":"database unavailable"}'
+    async with start() as (base_url, _client):
+        context = await browser.new_context()
+        try:
+            page = await context.new_page()
+            await page.goto(dashboard_url(base_url, site_id))
+            await rendered(page)
+            await page.route("**/api/v2/**", lambda route: route.abort())
+            await page.select_option("#period", "day")
+            await page.wait_for_selector("#status.error")
+            assert "cannot be reached" in (await page.text_content("#status") or "")
+
+            await page.unroute("**/api/v2/**")
+            await page.route("**/api/v2/**", lambda route: route.fulfill(status=503, body=unavailable))
+            await page.select_option("#period", "month")
+            await page.wait_for_selector("#status.error:has-text('503')")
+            assert "not answering" in (await page.text_content("#status") or "")
+        finally:
+            await context.close()
+
+
+async def test_the_viewers_time_zone_is_the_default(browser: Browser, start: Start) -> None:
+    site_id = f"dash-{secrets.token_hex(4)}"
+    async with start() as (base_url, _client):
+        context = await browser.new_context(timezone_id="America/Sao_Paulo")
+        try:
+            page = await context.new_page()
+            await page.goto(f"{base_url}/dashboard/{site_id}")
+            await rendered(page)
+            assert parse_qs(urlsplit(page.url).query)["timezone"] == ["America/Sao_Paulo"]
+            assert await page.input_value("#timezone") == "America/Sao_Paulo"
+        finally:
+            await context.close()
+
+
+async def test_with_tokens_the_dashboard_asks_for_one(browser: Browser, start: Start) -> None:
+    site_id = f"dash-{secrets.token_hex(4)}"
+    async with start(api_tokens=("right-token",)) as (base_url, client):
+        await ingest(client, site_id, "right-token")
+        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
+        try:
+            page = await context.new_page()
+            await page.goto(dashboard_url(base_url, site_id))
+            await page.wait_for_selector("#sign-in:not([hidden])")
+            assert await page.locator("#sign-in-error").is_hidden()
+
+            await page.fill("#token", "wrong-token")
+            await page.click("#sign-in button[type=submit]")
+            await page.wait_for_selector("#sign-in-error:not([hidden])")
+            assert await page.text_content("#sign-in-error") == "token not accepted"
+            assert await page.locator("#report").is_hidden()
+
+            await page.fill("#token", "right-token")
+            await page.click("#sign-in button[type=submit]")
+            await rendered(page)
+            assert await headline(page) == await expected_headline(client, site_id, "right-token")
+            assert await page.locator("#sign-in").is_hidden()
+            assert "token" not in page.url
+            assert await page.evaluate("sessionStorage.getItem('analytics.token')") == "right-token"
+
+            await page.goto(f"{base_url}/dashboard")  # the same tab keeps its token
+            await page.wait_for_selector(f"#sites a:text-is('{site_id}')")
+        finally:
+            await context.close()
+
+
+async def test_the_page_and_its_assets_are_served_with_a_strict_policy(start: Start) -> None:
+    async with start() as (_base_url, client):
+        page = await client.get("/dashboard/some-site")
+        script = await client.get("/dashboard/assets/dashboard.js")
+        style = await client.get("/dashboard/assets/dashboard.css")
+        unknown = await client.get("/dashboard/assets/other.js")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert script.headers["content-type"].startswith("application/javascript")
+    assert style.headers["content-type"].startswith("text/css")
+    assert unknown.status_code == 404
+    for response in (page, script, style):
+        assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
+        assert "https://" not in response.text
+
+
+def test_the_dashboard_stays_small() -> None:
+    gzipped = sum(len(gzip.compress(asset.read_bytes(), 9)) for asset in ASSETS.iterdir())
+    assert gzipped <= GZIPPED_MAX_BYTES
