@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import asyncpg
 import uvloop
@@ -73,7 +73,11 @@ class Level:
     machine: str
 
 
-async def load(database_url: str, stream: EventStream, count: int, batch_size: int) -> tuple[float, int]:
+class Batches(Protocol):
+    def batches(self, count: int, size: int) -> Iterator[list[Event]]: ...
+
+
+async def load(database_url: str, stream: Batches, count: int, batch_size: int) -> tuple[float, int]:
     """Merge `count` events in batches, on LANES connections; returns (rows/s, rows inserted)."""
     connections = [await asyncpg.connect(database_url) for _ in range(LANES)]
     for connection in connections:
