@@ -225,3 +225,10 @@ async def test_filter_values_are_parameters_not_sql(service: httpx.AsyncClient, 
     )
     assert (past_the_end.json()["data"]["results"], past_the_end.json()["data"]["total_rows"]) == ([], 1)
     assert await db.fetchval("SELECT count(*) FROM events WHERE site_id = 'quoted'") == 1
+
+
+async def test_reports_are_planned_for_their_own_site_without_jit(pool: asyncpg.Pool) -> None:
+    """A generic plan made for an average site, and JIT compilation, cost more than they saved
+    (analytics/store/connect.py)."""
+    assert await pool.fetchval("SHOW jit") == "off"
+    assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
