@@ -419,16 +419,19 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
 # --- plain COPY ----------------------------------------------------------------------------------------------------
 
 
+# Event fields stored as they are (ts_us becomes "timestamp"; accepted_ms and client_ts_us are not stored).
+STORED_FIELDS: Final = tuple(
+    field for field in Event.__struct_fields__ if field not in ("ts_us", "accepted_ms", "client_ts_us")
+)
+
+
 def event_rows(events: Sequence[Event], columns: Sequence[str]) -> list[tuple[Any, ...]]:
     rows = []
     for event in events:
-        values: dict[str, Any] = {
-            "site_id": event.site_id,
-            "event_type": event.event_type,
-            "path": event.path,
-            "user_id": event.user_id,
-            "timestamp": EPOCH + timedelta(microseconds=event.ts_us),
-        }
+        # The values the writer's merge stores: the record's own fields, the visitor defaulting to the user.
+        values: dict[str, Any] = {field: getattr(event, field) for field in STORED_FIELDS}
+        values["timestamp"] = EPOCH + timedelta(microseconds=event.ts_us)
+        values["visitor"] = event.visitor or event.user_id
         if "event_key" in columns:
             values["event_key"] = event_key(event)
         rows.append(tuple(values[column] for column in columns))
@@ -452,7 +455,7 @@ async def plain_copy(database_url: str, args: argparse.Namespace) -> tuple[float
                 """
             )
         ]
-        unknown = set(columns) - {"site_id", "event_type", "path", "user_id", "timestamp", "event_key"}
+        unknown = set(columns) - {*STORED_FIELDS, "timestamp", "event_key"}
         if unknown:
             raise RuntimeError(f"events has columns this benchmark does not know how to fill: {sorted(unknown)}")
         indexes = [
