@@ -299,8 +299,8 @@ def _tally(row: asyncpg.Record, events: bool) -> Tally:
     )
 
 
-async def live_visitors(pool: asyncpg.Pool, site_id: str, now: datetime | None = None) -> int:
-    now = now or datetime.now(UTC)
+async def live_visitors(pool: asyncpg.Pool, site_id: str) -> int:
+    now = datetime.now(UTC)
     with translated():
         async with pool.acquire() as connection:
             count: int = await connection.fetchval(
