@@ -12,10 +12,14 @@
   ];
   const PANELS = [
     ['path', 'Top pages'], ['entry_page', 'Entry pages'], ['exit_page', 'Exit pages'], ['source', 'Sources'],
-    ['country', 'Countries'], ['device', 'Devices'], ['browser', 'Browsers'], ['os', 'Operating systems'],
-    ['event_type', 'Events'],
+    ['referrer', 'Referrers'], ['utm_source', 'UTM sources'], ['utm_medium', 'UTM mediums'],
+    ['utm_campaign', 'UTM campaigns'], ['country', 'Countries'], ['device', 'Devices'], ['browser', 'Browsers'],
+    ['os', 'Operating systems'], ['event_type', 'Events'],
   ];
-  const NAMES = { event_type: 'event', entry_page: 'entry page', exit_page: 'exit page' };
+  const NAMES = {
+    event_type: 'event', entry_page: 'entry page', exit_page: 'exit page', utm_source: 'UTM source',
+    utm_medium: 'UTM medium', utm_campaign: 'UTM campaign',
+  };
   const OPERATORS = { '==': 'is', '!=': 'is not', '~': 'contains' };
   const SVG = 'http://www.w3.org/2000/svg';
   const regions = Intl.DisplayNames ? new Intl.DisplayNames(['en'], { type: 'region' }) : null;
