@@ -10,7 +10,9 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -29,7 +31,7 @@ from analytics.store.events import EventStore
 from analytics.store.migrations import migrate
 from analytics.writer.loop import Writer, new_writer_id
 from tests.helpers.databases import cloned_database, with_database
-from tests.helpers.servers import api_app, serving
+from tests.helpers.servers import Client, api_app, serving
 
 
 @pytest.fixture(scope="session")
@@ -144,3 +146,17 @@ async def api(pusher: Pusher, pool: asyncpg.Pool, settings: Settings) -> AsyncIt
 async def service(api: httpx.AsyncClient, writer: Writer) -> httpx.AsyncClient:
     """The api and a writer together: what is accepted becomes visible in stats."""
     return api
+
+
+@pytest.fixture
+def client_with(pusher: Pusher, pool: asyncpg.Pool) -> Client:
+    """An HTTP client to a real server running the api app with the given settings (no writer)."""
+
+    @asynccontextmanager
+    async def running(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        settings = Settings(**overrides)
+        app = api_app(pusher, pool, Metrics(), settings)
+        async with serving(app, settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            yield client
+
+    return running

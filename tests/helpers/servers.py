@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 import asyncpg
+import httpx
 from starlette.types import ASGIApp
 
 from analytics.config import Settings
@@ -20,6 +22,9 @@ from analytics.web.app import App, Ingestion, create_app
 from analytics.web.health import Readiness
 from analytics.web.ingest import Enrichment
 from analytics.web.server import Server, server_config
+
+# `client_with(**settings)`: an HTTP client to a real server running the api app with those settings.
+Client = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 def api_app(pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, settings: Settings | None = None) -> App:

@@ -6,8 +6,6 @@ import gzip
 import json
 import logging
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -16,29 +14,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from analytics.config import Settings
-from analytics.observability.metrics import Metrics
 from analytics.queue.keys import QueueKeys
-from analytics.queue.pusher import Pusher
 from analytics.web.access import AccessRules
 from tests.helpers.factories import event
-from tests.helpers.servers import api_app, serving
+from tests.helpers.servers import Client
 
 ORIGIN = "https://shop.example"
-Client = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-@pytest.fixture
-def client_with(pusher: Pusher, pool: asyncpg.Pool) -> Client:
-    """An HTTP client to a real server running the api app with the given settings."""
-
-    @asynccontextmanager
-    async def running(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = Settings(**overrides)
-        app = api_app(pusher, pool, Metrics(), settings)
-        async with serving(app, settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-            yield client
-
-    return running
 
 
 def body(*events: dict[str, Any]) -> bytes:

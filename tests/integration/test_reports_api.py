@@ -3,8 +3,6 @@ live visitors, `period=all`, and request text that only ever reaches PostgreSQL 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,28 +10,12 @@ import asyncpg
 import httpx
 import pytest
 
-from analytics.config import Settings
-from analytics.observability.metrics import Metrics
-from analytics.queue.pusher import Pusher
 from tests.helpers.factories import CHROME, IPHONE
-from tests.helpers.servers import api_app, serving
+from tests.helpers.servers import Client
 from tests.helpers.waiting import eventually
 
 KINDS = ("aggregate", "timeseries", "breakdown", "realtime")
 ORIGIN = "https://dashboard.example"
-Client = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-@pytest.fixture
-def client_with(pusher: Pusher, pool: asyncpg.Pool) -> Client:
-    @asynccontextmanager
-    async def running(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = Settings(**overrides)
-        app = api_app(pusher, pool, Metrics(), settings)
-        async with serving(app, settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-            yield client
-
-    return running
 
 
 def iso(moment: datetime) -> str:

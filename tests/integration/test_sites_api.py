@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
-
 import asyncpg
-import httpx
-import pytest
 
-from analytics.config import Settings
-from analytics.observability.metrics import Metrics
-from analytics.queue.pusher import Pusher
-from tests.helpers.servers import api_app, serving
-
-Client = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-@pytest.fixture
-def client_with(pusher: Pusher, pool: asyncpg.Pool) -> Client:
-    @asynccontextmanager
-    async def running(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = Settings(**overrides)
-        app = api_app(pusher, pool, Metrics(), settings)
-        async with serving(app, settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-            yield client
-
-    return running
+from tests.helpers.servers import Client
 
 
 async def test_sites_with_page_views_in_code_point_order(client_with: Client, db: asyncpg.Connection) -> None:
