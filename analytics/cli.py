@@ -18,13 +18,14 @@ from typing import Any, NoReturn
 import msgspec
 
 from analytics import service
-from analytics.config import ConfigError, Role, describe, load_settings
+from analytics.config import ConfigError, Role, Settings, describe, load_settings
 from analytics.dev.embedded import EmbeddedError
 from analytics.errors import AnalyticsError
 from analytics.events.contract import EPOCH
 from analytics.events.record import decode_queued
 from analytics.observability import logs
 from analytics.queue.dead_letters import DeadLetter
+from analytics.store.shares import ShareLink
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +43,18 @@ def _parser() -> argparse.ArgumentParser:
     dead = commands.add_parser("dead-letters", help="inspect or operate the records the writer could not store")
     dead.add_argument("action", choices=["list", "requeue", "purge"], help="list them, send them back, or drop them")
     dead.add_argument("--limit", type=int, default=100, help="most entries `list` prints (default: %(default)s)")
+    share = commands.add_parser("share", help="read-only dashboard links to one site: create, list or revoke them")
+    actions = share.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="a new link; its token is shown once, never stored")
+    create.add_argument("--site", required=True, help="the site the link shows")
+    create.add_argument(
+        "--base-url",
+        default="http://localhost:8000",
+        help="this service's address as viewers reach it, to print the whole link (default: %(default)s)",
+    )
+    actions.add_parser("list", help="every link, one JSON object a line (no tokens: only their digests are kept)")
+    revoke = actions.add_parser("revoke", help="stop a link working, on every api process at once")
+    revoke.add_argument("id", type=int, help="the link's id, as `create` and `list` print it")
     return parser
 
 
@@ -78,6 +91,28 @@ def _print_dead_letters(action: str, outcome: list[DeadLetter] | int) -> None:
             print(_dead_letter_json(letter))
 
 
+def _share_json(link: ShareLink) -> str:
+    revoked = link.revoked_at.isoformat() if link.revoked_at else None
+    entry = {"id": link.id, "site_id": link.site_id, "created_at": link.created_at.isoformat(), "revoked_at": revoked}
+    return json.dumps(entry, ensure_ascii=False)
+
+
+def _share(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        link, token = service.create_share_link(settings, args.site)
+        print(f"{args.base_url.rstrip('/')}/share/{token}")
+        print(f"share link {link.id} for site {link.site_id}: keep it, the token is not stored", file=sys.stderr)
+    elif args.action == "list":
+        for link in service.share_links(settings):
+            print(_share_json(link))
+    else:
+        revoked = service.revoke_share_link(settings, args.id)
+        if revoked is None:
+            _fail(f"no share link {args.id}", 1)
+        print(f"share link {revoked.id} of site {revoked.site_id} revoked at {revoked.revoked_at}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     # A flag is its environment twin with the last word: one parser, one validation, one kind of error message.
@@ -103,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "dead-letters":
             _print_dead_letters(args.action, service.dead_letters(settings, args.action, args.limit))
             code = 0
+        elif args.command == "share":
+            code = _share(settings, args)
         else:
             code = service.serve(settings)
     except KeyboardInterrupt:

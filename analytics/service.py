@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -22,8 +22,9 @@ from typing import Any, Final, TypeVar
 import asyncpg
 import uvloop
 
-from analytics.config import Settings
+from analytics.config import ConfigError, Settings
 from analytics.dev.embedded import POSTGRESQL, VALKEY, Access, Backend, Kind, embedded_server, running
+from analytics.events.contract import SITE_ID_MAX
 from analytics.observability.metrics import Metrics
 from analytics.queue.client import Redis, connect_redis, ping, snapshot
 from analytics.queue.consumer import WriterQueue
@@ -33,7 +34,8 @@ from analytics.queue.pusher import Pusher
 from analytics.store.connect import create_pool, ping_database
 from analytics.store.events import EventStore
 from analytics.store.migrations import migrate
-from analytics.web.access import AccessRules
+from analytics.store.shares import ShareLink, create_share, list_shares, revoke_share
+from analytics.web.access import AccessRules, new_share_token, token_digest
 from analytics.web.app import Ingestion, create_app
 from analytics.web.health import Readiness
 from analytics.web.ingest import Enrichment
@@ -128,6 +130,47 @@ def dead_letters(settings: Settings, action: str, limit: int) -> list[DeadLetter
 
     with backend(settings, VALKEY, Access.SHARED_EXISTING) as redis:
         return run(operate(redis.url))
+
+
+def _on_database(settings: Settings, operate: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Run one operator command against the (migrated) database, as `migrate` reaches it."""
+
+    async def with_pool(url: str) -> T:
+        pool = await create_pool(url, 1)
+        try:
+            return await operate(pool)
+        finally:
+            await _close_pool(pool)
+
+    with backend(settings, POSTGRESQL, Access.SHARED) as database:
+        if settings.migrate:
+            migrate(database.url)
+        return run(with_pool(database.url))
+
+
+def create_share_link(settings: Settings, site_id: str) -> tuple[ShareLink, str]:
+    """`analytics share create`: the new link and its token, which is stored only as a digest (shown once)."""
+    if not site_id or len(site_id) > SITE_ID_MAX:
+        raise ConfigError(f"a site id is 1 to {SITE_ID_MAX} characters")
+    if settings.sites and site_id not in settings.sites:
+        raise ConfigError(f"site {site_id!r} is not one of ANALYTICS_SITES")
+    token = new_share_token()
+    link = _on_database(settings, lambda pool: create_share(pool, site_id, token_digest(token)))
+    logger.info("share link %d created for site %r", link.id, link.site_id)
+    return link, token
+
+
+def share_links(settings: Settings) -> list[ShareLink]:
+    """`analytics share list`: every link ever created, revoked ones included."""
+    return _on_database(settings, list_shares)
+
+
+def revoke_share_link(settings: Settings, share_id: int) -> ShareLink | None:
+    """`analytics share revoke`: the link as revoked, or None when there is no such link. Idempotent."""
+    link = _on_database(settings, lambda pool: revoke_share(pool, share_id))
+    if link is not None:
+        logger.info("share link %d of site %r revoked (at %s)", link.id, link.site_id, link.revoked_at)
+    return link
 
 
 @dataclass

@@ -7,8 +7,10 @@ import enum
 import hashlib
 import hmac
 import logging
+import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Final
 
 from starlette.types import Scope
 
@@ -17,6 +19,9 @@ from analytics.web.cors import CorsPolicy
 from analytics.web.ratelimit import TokenBuckets
 
 logger = logging.getLogger(__name__)
+
+# Marks a share link's token, so the api looks it up in the database only for tokens that can be one.
+SHARE_PREFIX: Final = "share_"
 
 
 class Verdict(enum.Enum):
@@ -33,23 +38,43 @@ class BearerTokens:
     """
 
     def __init__(self, tokens: Collection[str]) -> None:
-        self._digests = [hashlib.sha256(token.encode()).digest() for token in tokens]
+        self._digests = [token_digest(token) for token in tokens]
 
     @property
     def required(self) -> bool:
         return bool(self._digests)
 
-    def check(self, authorization: str | None) -> Verdict:
-        if not self._digests:
-            return Verdict.ALLOWED
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return Verdict.MISSING
-        presented = hashlib.sha256(token.strip().encode()).digest()
+    def accepts(self, token: str) -> bool:
+        """Whether `token` is one of the configured tokens (none are configured: no token is)."""
+        presented = token_digest(token)
         matched = False
         for digest in self._digests:
             matched |= hmac.compare_digest(presented, digest)
-        return Verdict.ALLOWED if matched else Verdict.WRONG
+        return matched
+
+    def check(self, authorization: str | None) -> Verdict:
+        if not self._digests:
+            return Verdict.ALLOWED
+        token = bearer(authorization)
+        if token is None:
+            return Verdict.MISSING
+        return Verdict.ALLOWED if self.accepts(token) else Verdict.WRONG
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for no header or another scheme."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_share_token() -> str:
+    """A share link's secret: 32 random bytes, URL-safe, so the link is the whole credential."""
+    return SHARE_PREFIX + secrets.token_urlsafe(32)
 
 
 def client_address(scope: Scope, headers: dict[bytes, bytes], trusted_header: bytes | None) -> str:

@@ -143,6 +143,7 @@ def create_app(
             Route("/dashboard/assets/{name}", dashboard.asset, methods=["GET"]),
             # A site id may hold a slash (a path parameter is decoded before it is matched).
             Route("/dashboard/{site_id:path}", dashboard.page, methods=["GET"]),
+            Route("/share/{token}", dashboard.page, methods=["GET"]),
         ]
         documents = _Documents(encode(openapi_document(ingestion.max_batch_events, rules.tokens.required)))
         routes += [

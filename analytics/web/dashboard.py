@@ -1,8 +1,9 @@
 """The dashboard: one static page (HTML, CSS, JS under static/dashboard/) that reads the v2 API from the browser, and
 the small API it needs besides the reports, the list of sites.
 
-The page holds no data and no secret: the browser asks the API with the bearer token the viewer typed in, so the
-dashboard is exactly as private as the API. Every asset is served from here under a Content-Security-Policy that
+The page holds no data and no secret: the browser asks the API with the bearer token the viewer typed in, or with the
+token of the share link it was opened by (`/share/<token>`: that one site, read-only, until an operator revokes it),
+so the dashboard is exactly as private as the API. Every asset is served from here under a Content-Security-Policy that
 allows nothing else: no CDN (privacy, offline installs) and no inline script an injected value could become.
 """
 
@@ -19,7 +20,7 @@ from analytics.errors import DatabaseError
 from analytics.store.sites import sites_with_data
 from analytics.web.asgi import JSONResponse
 from analytics.web.deadlines import within
-from analytics.web.reporting import STATS_DEADLINE_S, Reporting
+from analytics.web.reporting import STATS_DEADLINE_S, Grant, Reporting
 from analytics.web.responses import SiteList, SitesFound
 
 CONTENT_SECURITY_POLICY: Final = (
@@ -39,8 +40,9 @@ ASSET_TYPES: Final = {
 
 
 class Dashboard:
-    """The page (one document for the picker and a site's view: the script tells them apart by path) and its assets,
-    read once at start; and `GET /api/v2/sites` with the reports' tokens and 503."""
+    """The page (one document for the picker, a site's view and a share link's view: the script tells them apart by
+    path) and its assets, read once at start; and `GET /api/v2/sites` with the reports' tokens and 503 (a share link
+    lists its own site only)."""
 
     def __init__(self, reporting: Reporting, configured_sites: frozenset[str] | None) -> None:
         self._reporting = reporting
@@ -59,9 +61,11 @@ class Dashboard:
         return Response(self._assets[name], media_type=ASSET_TYPES[name], headers=PAGE_HEADERS)
 
     async def sites(self, request: Request) -> Response:
-        refusal = self._reporting.refusal(request)
-        if refusal is not None:
-            return refusal
+        grant = await self._reporting.grant(request)
+        if not isinstance(grant, Grant):
+            return grant
+        if grant.site_id is not None:
+            return JSONResponse(SitesFound(data=SiteList([grant.site_id])))
         if self._configured is not None:
             return JSONResponse(SitesFound(data=SiteList(self._configured)))
         try:

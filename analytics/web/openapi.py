@@ -88,6 +88,11 @@ METRICS_PARAMETER: Final = _query(
 )
 
 
+# A share link's token (`analytics share create`) is a bearer token for one site, accepted whether or not stats tokens
+# are configured.
+SHARE_REFUSED: Final = "a share link's token revoked, unknown, or for another site"
+
+
 def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[str, Any]:
     """The document for this configuration: the batch limit and whether stats need a bearer token vary."""
     batch = Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=max_batch_events)]
@@ -117,9 +122,9 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
     }
     if stats_token_required:
         stats_responses["401"] = _json(fail, "No bearer token")
-        stats_responses["403"] = _json(fail, "Wrong bearer token, or origin not allowed")
+        stats_responses["403"] = _json(fail, f"Wrong bearer token, {SHARE_REFUSED}, or origin not allowed")
     else:
-        stats_responses["403"] = _json(fail, "Origin not allowed")
+        stats_responses["403"] = _json(fail, f"Origin not allowed, or {SHARE_REFUSED}")
     report_parameters = {
         "aggregate": [
             *PERIOD_PARAMETERS,

@@ -1,9 +1,11 @@
-"""The reporting endpoints, v1 stats and the four of v2: token, query, an answer within the deadline, or a 503."""
+"""The reporting endpoints, v1 stats and the four of v2: token (or share link), query, an answer within the deadline,
+or a 503."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import asyncpg
@@ -19,7 +21,8 @@ from analytics.stats.params import ReportQuery, parse_report_query
 from analytics.stats.periods import DateRange
 from analytics.stats.query import parse_stats_query
 from analytics.stats.rollups import site_stats
-from analytics.web.access import BearerTokens, Verdict
+from analytics.store.shares import shared_site
+from analytics.web.access import SHARE_PREFIX, BearerTokens, Verdict, bearer, token_digest
 from analytics.web.asgi import JSONResponse
 from analytics.web.deadlines import within
 from analytics.web.responses import (
@@ -42,12 +45,27 @@ from analytics.web.responses import (
 logger = logging.getLogger(__name__)
 
 NO_DATA: Final = "No analytics data found for the specified criteria."
+OTHER_SITE: Final = "this share link is for another site"
 # A stats answer, or a 503 saying the database did not give one in time.
 STATS_DEADLINE_S: Final = 3.0
 # v2 reports read raw events over ranges of up to ten years.
 REPORT_DEADLINE_S: Final = 10.0
 EXACT: Final = ReportMeta(approximate=False)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a request may read: every site (a stats token, or no tokens configured), or its share link's site."""
+
+    site_id: str | None = None
+
+    def allows(self, site_id: str) -> bool:
+        return self.site_id is None or self.site_id == site_id
+
+
+def _forbidden(message: str) -> Response:
+    return JSONResponse(Fail(status="fail", message=message), status_code=403)
 
 
 class Reporting:
@@ -61,9 +79,21 @@ class Reporting:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
-    def refusal(self, request: Request) -> Response | None:
-        """The 401 or 403 for a request without an accepted token; None lets it through (also for the dashboard)."""
-        verdict = self._tokens.check(request.headers.get("authorization"))
+    async def grant(self, request: Request) -> Grant | Response:
+        """What the request's token lets it read, or the 401, 403 or 503 that answers it (also for the dashboard).
+
+        A share link's token is looked up on every request, so a revoked link stops at once on every api process;
+        it is resolved even when no tokens are configured, so a link shows its own site, and only that one."""
+        authorization = request.headers.get("authorization")
+        token = bearer(authorization)
+        if token is not None and token.startswith(SHARE_PREFIX) and not self._tokens.accepts(token):
+            try:
+                site_id = await within(STATS_DEADLINE_S, shared_site(self._pool, token_digest(token)))
+            except (DatabaseError, TimeoutError) as error:
+                return self.unavailable(error)
+            self.recovered()
+            return _forbidden("share link revoked or unknown") if site_id is None else Grant(site_id)
+        verdict = self._tokens.check(authorization)
         if verdict is Verdict.MISSING:
             return JSONResponse(
                 Fail(status="fail", message="Authorization: Bearer <token> required"),
@@ -71,8 +101,8 @@ class Reporting:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if verdict is Verdict.WRONG:
-            return JSONResponse(Fail(status="fail", message="token not accepted"), status_code=403)
-        return None
+            return _forbidden("token not accepted")
+        return Grant()
 
     def unavailable(self, error: Exception) -> Response:
         """The 503 for a database that did not answer in time, logged once per outage and counted."""
@@ -87,13 +117,15 @@ class Reporting:
         self._database.recovered()
 
     async def stats(self, request: Request) -> Response:
-        refusal = self.refusal(request)
-        if refusal is not None:
-            return refusal
+        grant = await self.grant(request)
+        if not isinstance(grant, Grant):
+            return grant
         try:
             query = parse_stats_query(request.query_params.get("site_id"), request.query_params.get("date"))
         except InvalidInput as invalid:
             return JSONResponse(Invalid(errors=invalid.errors), status_code=400)
+        if not grant.allows(query.site_id):
+            return _forbidden(OTHER_SITE)
         try:
             result = await within(STATS_DEADLINE_S, site_stats(self._pool, query))
         except (DatabaseError, TimeoutError) as error:
@@ -110,13 +142,15 @@ class Reporting:
         answer: Callable[[ReportQuery], Awaitable[T]],
         shape: Callable[[ReportQuery, T], object],
     ) -> Response:
-        refusal = self.refusal(request)
-        if refusal is not None:
-            return refusal
+        grant = await self.grant(request)
+        if not isinstance(grant, Grant):
+            return grant
         try:
             query = parse_report_query(kind, request.query_params)
         except InvalidInput as invalid:
             return JSONResponse(Invalid(errors=invalid.errors), status_code=400)
+        if not grant.allows(query.site_id):
+            return _forbidden(OTHER_SITE)
         try:
             result = await within(REPORT_DEADLINE_S, answer(query))
         except (DatabaseError, TimeoutError) as error:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from analytics.web.access import BearerTokens, Verdict, client_address
+from analytics.web.access import SHARE_PREFIX, BearerTokens, Verdict, bearer, client_address, new_share_token
 from analytics.web.cors import CorsPolicy
 
 
@@ -32,6 +34,23 @@ def test_no_tokens_means_open() -> None:
     tokens = BearerTokens([])
     assert not tokens.required
     assert tokens.check(None) is Verdict.ALLOWED
+    assert not tokens.accepts("anything")
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [(None, None), ("", None), ("Bearer", None), ("Basic abc", None), (" bearer  abc ", "abc"), ("Bearer a b", "a b")],
+)
+def test_bearer_reads_the_token_of_the_bearer_scheme_only(header: str | None, token: str | None) -> None:
+    assert bearer(header) == token
+
+
+def test_share_tokens_are_marked_url_safe_and_unguessable() -> None:
+    tokens = {new_share_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    for token in tokens:
+        assert token.startswith(SHARE_PREFIX)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token[len(SHARE_PREFIX) :])
 
 
 def test_cors_any_origin() -> None:

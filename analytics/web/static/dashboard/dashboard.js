@@ -1,5 +1,6 @@
-// The dashboard: reads the v2 API with the viewer's token (sessionStorage, never the URL) and draws what it answers.
-// Everything the view shows is in the query string, so a URL is a shareable, reloadable view. No dependencies.
+// The dashboard: reads the v2 API with the viewer's token (sessionStorage, never the URL), or with the token of the
+// share link it was opened by (/share/<token>: one site, read-only), and draws what it answers. Everything the view
+// shows is in the query string, so a URL is a shareable, reloadable view. No dependencies.
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -23,7 +24,9 @@
   const OPERATORS = { '==': 'is', '!=': 'is not', '~': 'contains' };
   const SVG = 'http://www.w3.org/2000/svg';
   const regions = Intl.DisplayNames ? new Intl.DisplayNames(['en'], { type: 'region' }) : null;
-  const site = decodeURIComponent(location.pathname.replace(/^\/dashboard\/?/, ''));
+  const shared = /^\/share\/([^/]+)$/.exec(location.pathname);
+  const shareToken = shared ? decodeURIComponent(shared[1]) : null;
+  let site = shared ? '' : decodeURIComponent(location.pathname.replace(/^\/dashboard\/?/, ''));
   let generation = 0;
   let liveTimer = null;
   let lastSeries = null;
@@ -34,7 +37,7 @@
 
   async function api(path, params) {
     const headers = {};
-    const token = sessionStorage.getItem(TOKEN);
+    const token = shareToken || sessionStorage.getItem(TOKEN);
     if (token) headers.Authorization = `Bearer ${token}`;
     let response;
     try {
@@ -129,6 +132,10 @@
   }
 
   function fail(error) {
+    if (shareToken && (error.status === 401 || error.status === 403)) {
+      show(null, 'This share link does not work: it was revoked, or it was not copied whole. Ask for a new one.', true);
+      return;
+    }
     if (error.status === 401 || error.status === 403) {
       const refused = error.status === 403 || sessionStorage.getItem(TOKEN) !== null;
       sessionStorage.removeItem(TOKEN);
@@ -207,6 +214,8 @@
     lastSeries = timeseries;
     const rows = timeseries.results;
     const figure = $('chart');
+    figure.dataset.interval = timeseries.interval;
+    figure.dataset.buckets = rows.map((row) => row.date).join(' ');
     if (!rows.some((row) => row.visitors || row.pageviews)) {
       figure.replaceChildren(node('p', { class: 'empty' }, 'no data for this period'));
       return;
@@ -333,14 +342,21 @@
     }
   }
 
-  function start() {
-    if (!site) {
-      renderPicker().catch(fail);
-      return;
-    }
+  function showSite() {
     document.title = `${site} — analytics`;
     $('site-name').textContent = site;
     renderReport();
+  }
+
+  function start() {
+    if (shareToken) {
+      // A share link names no site: the API answers the one it shows.
+      api('/api/v2/sites', {}).then(({ sites }) => { [site] = sites; showSite(); }).catch(fail);
+    } else if (site) {
+      showSite();
+    } else {
+      renderPicker().catch(fail);
+    }
   }
 
   $('controls').addEventListener('submit', (event) => {
