@@ -54,6 +54,8 @@ VISIT_DIMENSIONS: Final = (
 )
 DIMENSIONS: Final = (*EVENT_DIMENSIONS, *VISIT_DIMENSIONS)
 PROPS_PREFIX: Final = "props."
+# Breakdowns only: by the props keys events carry (a row per key: the events with a value for it).
+PROP_KEYS: Final = "props"
 OPERATORS: Final = ("==", "!=", "~")
 NONE_VALUE: Final = "(none)"  # a filter value that matches an event without the dimension
 MAX_LIMIT: Final = 1000
@@ -172,8 +174,9 @@ def parse_report_query(
         prop = params.get("property")
         if not prop:
             problem("property", "property is required: the dimension to break down by")
-        elif not _known_dimension(prop):
-            problem("property", f"unknown property: {prop}; properties are {', '.join(DIMENSIONS)}, props.<key>")
+        elif prop != PROP_KEYS and not _known_dimension(prop):
+            known = ", ".join(DIMENSIONS)
+            problem("property", f"unknown property: {prop}; properties are {known}, {PROP_KEYS}, props.<key>")
         limit = _whole(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, problem)
         page = _whole(params, "page", 1, 1, 1_000_000, problem)
 

@@ -4,7 +4,8 @@ A report is at most two grouped queries over one range: event metrics (events by
 (visits by the time they start), each by bucket and, for a breakdown, by value. Their SQL is assembled from the
 templates of `store/sql/reports.sql` and the fixed dimension expressions below; request text only ever reaches the
 database as a parameter. A breakdown row for value x is what the aggregate would be with the filter
-`property==x` added: an event filter keeps the matching events, and the visits with a matching event.
+`property==x` added: an event filter keeps the matching events, and the visits with a matching event. By props keys,
+the row for key k is the aggregate with `props.k!=(none)` added.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from typing import Final
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from analytics.stats.params import EVENT_DIMENSIONS, NONE_VALUE, PROPS_PREFIX, VISIT_DIMENSIONS, Filter, ReportQuery
+from analytics.stats.params import (
+    EVENT_DIMENSIONS,
+    NONE_VALUE,
+    PROP_KEYS,
+    PROPS_PREFIX,
+    VISIT_DIMENSIONS,
+    Filter,
+    ReportQuery,
+)
 from analytics.stats.periods import Bucket, DateRange, buckets, resolve
 from analytics.store import queries
 from analytics.store.failures import translated
@@ -111,10 +120,12 @@ def _fragment(name: str) -> str:
 
 
 def is_event_dimension(dimension: str) -> bool:
-    return dimension in _EVENT_COLUMNS or dimension.startswith(PROPS_PREFIX)
+    return dimension in _EVENT_COLUMNS or dimension == PROP_KEYS or dimension.startswith(PROPS_PREFIX)
 
 
 def _expression(dimension: str, statement: Statement) -> str:
+    if dimension == PROP_KEYS:
+        return _fragment("property_keys")
     if dimension.startswith(PROPS_PREFIX):
         return _fragment("property").format(key=statement.parameter(dimension[len(PROPS_PREFIX) :]))
     return _EVENT_COLUMNS.get(dimension) or _VISIT_COLUMNS[dimension]

@@ -146,7 +146,7 @@ def openapi_document(max_batch_events: int, stats_token_required: bool) -> dict[
             METRICS_PARAMETER,
             _query(
                 "property",
-                f"The dimension to break down by: {', '.join(DIMENSIONS)}, props.<key>",
+                f"The dimension to break down by: {', '.join(DIMENSIONS)}, props.<key>, or props (the props keys)",
                 {"type": "string"},
                 required=True,
             ),

@@ -74,7 +74,7 @@ VISIT_DIMENSIONS = (
     "os",
     "os_version",
 )
-PROPERTIES = (*EVENT_DIMENSIONS, *VISIT_DIMENSIONS, "props.plan", "props.seats")
+PROPERTIES = (*EVENT_DIMENSIONS, *VISIT_DIMENSIONS, "props.plan", "props.seats", "props")
 METRICS = ("pageviews", "visitors", "users", "visits", "bounce_rate", "visit_duration", "views_per_visit", "events")
 VISIT_METRICS = {"visits", "bounce_rate", "visit_duration", "views_per_visit"}
 EVENT_METRICS = {"pageviews", "visitors", "users", "events"}
@@ -262,7 +262,21 @@ def matches(rule: tuple[str, str, tuple[str, ...]], value: str | None) -> bool:
 
 
 def is_event_dimension(dimension: str) -> bool:
-    return dimension in EVENT_DIMENSIONS or dimension.startswith("props.")
+    return dimension in EVENT_DIMENSIONS or dimension == "props" or dimension.startswith("props.")
+
+
+def values_of(event: Stored, prop: str) -> set[str | None]:
+    """The breakdown rows an event is in: its value, or by props keys, each key it has."""
+    if prop == "props":
+        return set(event.props)
+    return {event.value(prop)}
+
+
+def row_rule(prop: str, value: str | None) -> Rule:
+    """The filter that makes a breakdown's row from the aggregate."""
+    if prop == "props":
+        return (f"props.{value}", "!=", (NONE,))
+    return (prop, "==", (value if value is not None else NONE,))
 
 
 def half_away(fraction: Fraction) -> int:
@@ -348,22 +362,20 @@ class Oracle:
         events, visits = self.select(site, start, end, rules)
         values: set[str | None] = set()
         if EVENT_METRICS & set(names):
-            values |= {event.value(prop) for event in events}
+            for event in events:
+                values |= values_of(event, prop)
         if VISIT_METRICS & set(names):
             if is_event_dimension(prop):
                 event_rules = [rule for rule in rules if is_event_dimension(rule[0])]
                 for visit in visits:
-                    values |= {
-                        event.value(prop)
-                        for event in visit.events
-                        if all(matches(rule, event.value(rule[0])) for rule in event_rules)
-                    }
+                    for event in visit.events:
+                        if all(matches(rule, event.value(rule[0])) for rule in event_rules):
+                            values |= values_of(event, prop)
             else:
                 values |= {visit.value(prop) for visit in visits}
         rows = []
         for value in values:
-            rule: Rule = (prop, "==", (value if value is not None else NONE,))
-            row_events, row_visits = self.select(site, start, end, [*rules, rule])
+            row_events, row_visits = self.select(site, start, end, [*rules, row_rule(prop, value)])
             rows.append({prop: value, **metrics_of(row_events, row_visits, names)})
         rows.sort(key=lambda row: (-row[names[0]], row[prop] is None, row[prop] or ""))
         return rows

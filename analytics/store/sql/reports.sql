@@ -56,6 +56,11 @@ strpos({expression}, ${values}::text) > 0
 -- name: property
 (e.props ->> ${key}::text)
 
+-- name: property_keys
+-- A breakdown by props keys: an event is counted under each key it has (ingestion refuses null values, so each has
+-- a value); an event without props is in no row.
+jsonb_object_keys(e.props)
+
 -- name: first_event
 -- Where `period=all` starts.
 SELECT min("timestamp") FROM events WHERE site_id = $1

@@ -15,7 +15,7 @@
     ['path', 'Top pages'], ['entry_page', 'Entry pages'], ['exit_page', 'Exit pages'], ['source', 'Sources'],
     ['referrer', 'Referrers'], ['utm_source', 'UTM sources'], ['utm_medium', 'UTM mediums'],
     ['utm_campaign', 'UTM campaigns'], ['country', 'Countries'], ['device', 'Devices'], ['browser', 'Browsers'],
-    ['os', 'Operating systems'], ['event_type', 'Events'],
+    ['os', 'Operating systems'], ['event_type', 'Events'], ['props', 'Properties'],
   ];
   const NAMES = {
     event_type: 'event', entry_page: 'entry page', exit_page: 'exit page', utm_source: 'UTM source',
@@ -30,6 +30,7 @@
   let generation = 0;
   let liveTimer = null;
   let lastSeries = null;
+  let propKey = null; // the props key whose values the Properties panel shows, or null for the keys
 
   class ApiError extends Error {
     constructor(status, message) { super(message); this.status = status; }
@@ -265,10 +266,30 @@
     renderReport();
   }
 
+  // Events and props are counted in events; everything else in visitors.
+  const countedIn = (property) => (property === 'event_type' || property.startsWith('props') ? 'events' : 'visitors');
+
+  // A key's values are those of the events that have the key: not the rest of the events as "(none)".
+  function keyed(property, filters) {
+    if (!property.startsWith('props.')) return {};
+    return { filters: [filters, `${property}!=(none)`].filter(Boolean).join(';') };
+  }
+
+  // The Properties panel lists the props keys; a key opens its values, and a value filters like any other row.
+  function openProperty(key) {
+    propKey = key;
+    renderReport();
+  }
+
   function renderPanel(property, title, breakdown) {
-    const metric = property === 'event_type' ? 'events' : 'visitors';
+    const metric = countedIn(property);
     const panel = node('section', { class: 'panel', 'data-property': property });
     panel.append(node('h2', {}, title));
+    if (property.startsWith('props.')) {
+      const back = node('button', { type: 'button', class: 'back' }, '← All properties');
+      back.addEventListener('click', () => openProperty(null));
+      panel.append(back);
+    }
     if (!breakdown.results.length) {
       panel.append(node('p', { class: 'empty' }, 'no data for this period'));
       return panel;
@@ -279,13 +300,13 @@
       const value = row[property];
       const button = node('button', {
         type: 'button', class: 'row', 'data-value': value === null ? '(none)' : String(value),
-        title: `Filter: ${property} is ${label(property, value)}`,
+        title: property === 'props' ? `Values of ${value}` : `Filter: ${property} is ${label(property, value)}`,
       });
       const bar = node('span', { class: 'bar' });
       bar.style.width = `${(100 * row[metric]) / most}%`;
       button.append(bar, node('span', { class: 'name' }, label(property, value)),
         node('span', { class: 'count', 'data-count': String(row[metric]) }, compact(row[metric])));
-      button.addEventListener('click', () => addFilter(property, value));
+      button.addEventListener('click', () => (property === 'props' ? openProperty(value) : addFilter(property, value)));
       const item = node('li');
       item.append(button);
       list.append(item);
@@ -310,6 +331,8 @@
     navigate(state, false);
     renderControls(state);
     const base = { site_id: site, ...parameters(state) };
+    const panels = PANELS.map(([property, title]) => (
+      property === 'props' && propKey !== null ? [`props.${propKey}`, `Property: ${propKey}`] : [property, title]));
     $('report').setAttribute('aria-busy', 'true');
     if ($('report').hidden) show(null, 'Loading…');
     let answers;
@@ -317,8 +340,9 @@
       answers = await Promise.all([
         api('/api/v2/stats/aggregate', { ...base, metrics: METRICS.map(([m]) => m).join(','), compare: 'previous_period' }),
         api('/api/v2/stats/timeseries', { ...base, metrics: 'visitors,pageviews' }),
-        ...PANELS.map(([property]) => api('/api/v2/stats/breakdown', {
-          ...base, property, limit: '10', metrics: property === 'event_type' ? 'events,visitors' : 'visitors',
+        ...panels.map(([property]) => api('/api/v2/stats/breakdown', {
+          ...base, ...keyed(property, base.filters), property, limit: '10',
+          metrics: countedIn(property) === 'events' ? 'events,visitors' : 'visitors',
         })),
       ]);
     } catch (error) {
@@ -335,7 +359,7 @@
     $('sign-out').hidden = sessionStorage.getItem(TOKEN) === null;
     renderMetrics(aggregate.results);
     renderChart(timeseries);
-    $('panels').replaceChildren(...PANELS.map(([property, title], i) => renderPanel(property, title, breakdowns[i])));
+    $('panels').replaceChildren(...panels.map(([property, title], i) => renderPanel(property, title, breakdowns[i])));
     if (liveTimer === null) {
       refreshLive();
       liveTimer = setInterval(refreshLive, LIVE_EVERY_MS);
