@@ -68,6 +68,16 @@ EVENTS = [
     ("frank", "DE", GOOGLE, CHROME, "2025-03-05T10:00:00Z", "/", "page_view"),
     ("gina", "FR", None, CHROME, "2025-03-12T11:00:00Z", CAMPAIGN, "page_view"),
 ]
+# Every panel of the page, and what its rows count.
+PANELS = {
+    **dict.fromkeys(
+        ("path", "entry_page", "exit_page", "source", "referrer", "utm_source", "utm_medium", "utm_campaign"),
+        "visitors",
+    ),
+    **dict.fromkeys(("country", "device", "browser", "os"), "visitors"),
+    "event_type": "events",
+    "props": "events",
+}
 # The props the Properties panel shows: by event (visitor, time).
 PROPS = {
     ("alice", "2025-03-10T09:05:20Z"): {"plan": "pro", "seats": 3},
@@ -231,9 +241,12 @@ async def test_the_dashboard_shows_what_the_api_answers(browser: Browser, start:
             assert parse_qs(urlsplit(page.url).query)["filters"] == ["source==google.com"]
             assert await page.locator("#filters .chip[data-filter='source==google.com']").is_visible()
             assert await headline(page) == await expected_headline(client, site_id, filters="source==google.com")
-            assert await panel(page, "path") == await expected_panel(
-                client, site_id, "path", filters="source==google.com"
-            )
+            for property, metric in PANELS.items():  # every panel is filtered
+                assert await panel(page, property) == await expected_panel(
+                    client, site_id, property, metric, filters="source==google.com"
+                ), property
+            assert await chart_buckets(page) == await expected_buckets(client, site_id, filters="source==google.com")
+            assert await panel(page, "path") == [("/", 1), ("/blog", 1), ("/blog/post", 1), ("/pricing", 1)]
 
             await page.reload()  # the view is in the URL
             await rendered(page)
