@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from analytics import service
-from analytics.config import ConfigError, Role, Settings, describe, load_settings
+from analytics.config import ConfigError, Durability, Role, Settings, describe, load_settings
 from analytics.dev.embedded import EmbeddedError
 from analytics.errors import AnalyticsError
 from analytics.events.contract import EPOCH
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--role", choices=[role.value for role in Role], help=describe("role"))
     serve.add_argument("--host", help=describe("host"))
     serve.add_argument("--port", help=describe("port"))
+    serve.add_argument("--durability", choices=[mode.value for mode in Durability], help=describe("durability"))
     serve.add_argument(
         "--no-migrate", dest="migrate", action="store_false", default=None, help=describe("migrate") + "; skip it"
     )
@@ -120,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "ANALYTICS_ROLE": getattr(args, "role", None),
         "HOST": getattr(args, "host", None),
         "PORT": getattr(args, "port", None),
+        "ANALYTICS_DURABILITY": getattr(args, "durability", None),
         "ANALYTICS_MIGRATE": None if getattr(args, "migrate", None) is None else "false",
     }
     environ = {**os.environ, **{name: value for name, value in flags.items() if value is not None}}

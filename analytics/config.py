@@ -39,6 +39,14 @@ class Role(enum.StrEnum):
         return self in (Role.WRITER, Role.ALL)
 
 
+class Durability(enum.StrEnum):
+    """What a 202 waits for besides Redis's own acknowledgement of the push."""
+
+    ASYNC = "async"  # nothing more: a failover or a host crash can lose the last acknowledged pushes
+    REPLICA = "replica"  # a replica acknowledged the push (WAIT): it survives a failover to that replica
+    FSYNC = "fsync"  # the primary's append-only file holds it on disk (WAITAOF): it survives a host crash
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -55,6 +63,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_batch_events: int = 1000
     queue_max_length: int = 2_000_000
+    durability: Durability = Durability.ASYNC
     heartbeat_ttl_s: int = 10
     db_pool_size: int = 10
     log_level: str = "info"
@@ -256,6 +265,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "queue_max_length",
         _integer(1, 1 << 40),
         "queued events past which ingestion answers 503",
+    ),
+    _Var(
+        "ANALYTICS_DURABILITY",
+        "durability",
+        _choice(tuple(Durability), Durability),
+        "what a 202 waits for: async (Redis acknowledged), replica (a replica has it) or fsync (on the primary's disk)",
     ),
     _Var(
         "ANALYTICS_HEARTBEAT_TTL_S",

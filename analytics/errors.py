@@ -16,6 +16,11 @@ class QueueUnavailable(QueueError):
     """Redis did not acknowledge (down, frozen, refused): what was pushed is not confirmed queued."""
 
 
+class NotConfirmed(QueueUnavailable):
+    """Redis holds the push but did not confirm it as durable as `ANALYTICS_DURABILITY` asks in time: answered 503
+    all the same; its records will be stored, and a client's retry of them is stored once."""
+
+
 class QueueFull(QueueError):
     """The queue holds more than its cap: the writers are behind; refuse rather than grow without bound."""
 

@@ -22,11 +22,13 @@ from typing import Any, Final, TypeVar
 import asyncpg
 import uvloop
 
-from analytics.config import ConfigError, Settings
+from analytics.config import ConfigError, Durability, Settings
 from analytics.dev.embedded import POSTGRESQL, VALKEY, Access, Backend, Kind, embedded_server, running
+from analytics.errors import QueueUnavailable
 from analytics.events.contract import SITE_ID_MAX
+from analytics.observability.logs import describe_error
 from analytics.observability.metrics import Metrics
-from analytics.queue.client import Redis, connect_redis, ping, snapshot
+from analytics.queue.client import Redis, check_durability, connect_redis, ping, snapshot
 from analytics.queue.consumer import WriterQueue
 from analytics.queue.dead_letters import DeadLetter, DeadLetters
 from analytics.queue.keys import QueueKeys
@@ -49,6 +51,8 @@ T = TypeVar("T")
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 # How often `serve` checks that the embedded servers it started still run.
 WATCH_INTERVAL_S: Final = 0.5
+# The start-up check of ANALYTICS_DURABILITY gives up on a Redis silent this long (the api starts all the same).
+DURABILITY_CHECK_TIMEOUT_S: Final = 2.0
 # asyncpg's Pool.close() waits for every connection to be released; past this, they are cut.
 POOL_CLOSE_TIMEOUT_S: Final = 5.0
 
@@ -199,6 +203,8 @@ class Service:
             stack.enter_context(self._signals())
             client = connect_redis(self._redis.url)
             stack.push_async_callback(client.aclose)
+            if self._settings.role.runs_api:
+                await _check_durability(client, self._settings.durability)
             size = self._settings.db_pool_size if self._settings.role.runs_api else 1
             pool = await create_pool(self._database.url, size)
             stack.push_async_callback(_close_pool, pool)
@@ -230,7 +236,7 @@ class Service:
         pusher = None
         ingestion = None
         if settings.role.runs_api:
-            pusher = Pusher(client, keys, settings.queue_max_length)
+            pusher = Pusher(client, keys, settings.queue_max_length, settings.durability)
             rules = AccessRules.from_settings(settings)
             rules.warn_if_open()
             enrichment = Enrichment.from_settings(settings, client, keys)
@@ -296,6 +302,18 @@ class Service:
             writer.stop()
         for task in roles.writer_tasks:
             await _settle(task)
+
+
+async def _check_durability(client: Redis, durability: Durability) -> None:
+    """Refuse to start with a durability the server can never confirm (`ConfigError`). A Redis that cannot be reached
+    now is no reason to refuse: the api starts as with any durability, and no push is answered 202 unconfirmed."""
+    try:
+        warning = await asyncio.wait_for(check_durability(client, durability), DURABILITY_CHECK_TIMEOUT_S)
+    except (QueueUnavailable, TimeoutError) as error:
+        logger.warning("durability %s not checked, Redis unavailable: %s", durability, describe_error(error))
+    else:
+        if warning is not None:
+            logger.warning("durability %s: %s", durability, warning)
 
 
 async def _first_to_exit(backends: Sequence[Backend]) -> Backend:

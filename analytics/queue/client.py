@@ -1,4 +1,5 @@
-"""The Redis connection policy, the translation of redis-py's errors into the project's, and what scrapes read."""
+"""The Redis connection policy, the translation of redis-py's errors into the project's, what scrapes read, and
+whether the server can confirm pushes as durable as asked."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from analytics.config import ConfigError, Durability
 from analytics.errors import QueueUnavailable
 from analytics.observability.logs import describe_error
 from analytics.queue.keys import QueueKeys
@@ -79,3 +81,32 @@ async def snapshot(client: aioredis.Redis, keys: QueueKeys) -> QueueSnapshot:
         replies = await pipe.execute()
     held = dict(zip(writer_ids, replies[0::2], strict=True))
     return QueueSnapshot(queued=queued, dead=dead, processing=held, writers_alive=sum(replies[1::2]))
+
+
+@translated
+async def check_durability(client: aioredis.Redis, durability: Durability) -> str | None:
+    """Refuse (`ConfigError`) a durability this server can never confirm, so that it fails at start rather than as a
+    503 on every push; the warning (returned) when it cannot confirm it yet, a replica that may still connect."""
+    if durability is Durability.REPLICA:
+        replication = await client.info("replication")
+        if int(replication.get("connected_slaves", 0)) == 0:
+            return "no replica is connected to Redis: ingestion answers 503 until one is"
+    elif durability is Durability.FSYNC:
+        server = await client.info("server")
+        valkey = server.get("valkey_version")
+        name = f"Valkey {valkey}" if valkey else f"Redis {server.get('redis_version')}"
+        refusal = f"ANALYTICS_DURABILITY=fsync: {name} cannot confirm the fsync of a push"
+        try:
+            # Answers at once: nothing was written on this connection yet.
+            await cast("Awaitable[list[int]]", client.waitaof(0, 0, 1))
+        except ResponseError as error:
+            raise ConfigError(f"{refusal}: it refuses WAITAOF ({error}); WAITAOF needs Redis 7.2+ or Valkey") from None
+        if not int((await client.info("persistence"))["aof_enabled"]):
+            raise ConfigError(f"{refusal}: it runs with appendonly no (set appendonly yes)")
+        try:
+            policy = (await client.config_get("appendfsync")).get("appendfsync")
+        except ResponseError:
+            policy = None  # CONFIG renamed or forbidden (managed Redis): WAITAOF's own answers will say
+        if policy == "no":
+            raise ConfigError(f"{refusal}: with appendfsync no it never fsyncs (set appendfsync everysec or always)")
+    return None

