@@ -460,6 +460,50 @@ async def test_a_share_link_shows_its_site_without_a_token_until_revoked(
             await context.close()
 
 
+# WCAG 2's contrast ratio of an element's text against the nearest opaque background behind it.
+CONTRASTS = """() => {
+  const rgb = (css) => css.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => [r, g, b].map((c) => c / 255)
+    .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (element) => {
+    for (let e = element; e; e = e.parentElement) {
+      const color = rgb(getComputedStyle(e).backgroundColor);
+      if (color.length === 3 || color[3] === 1) return color.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  return [...document.querySelectorAll('#report *, header *')]
+    .filter((e) => e.getClientRects().length && [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim()))
+    .map((e) => {
+      const style = getComputedStyle(e);
+      const ink = rgb(e instanceof SVGElement ? style.fill : style.color).slice(0, 3);
+      const [a, b] = [luminance(ink), luminance(background(e))];
+      return [`${e.tagName}.${e.className.baseVal ?? e.className}`, e.textContent.trim().slice(0, 20),
+        (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+    });
+}"""
+
+
+async def test_every_text_has_accessible_contrast(browser: Browser, start: Start) -> None:
+    """WCAG AA: 4.5:1 for text (the chart's small labels included), measured on the rendered page."""
+    site_id = f"dash-{secrets.token_hex(4)}"
+    async with start() as (base_url, client):
+        await ingest(client, site_id)
+        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
+        try:
+            page = await context.new_page()
+            await page.goto(dashboard_url(base_url, site_id, filters="country==DE"))
+            await rendered(page)
+            measured = await page.evaluate(CONTRASTS)
+        finally:
+            await context.close()
+    assert len(measured) > 50
+    assert {kind.split(".")[0] for kind, _, _ in measured} >= {"STRONG", "SPAN", "BUTTON", "H2", "text"}
+    low = [(kind, text, round(ratio, 2)) for kind, text, ratio in measured if ratio < 4.5]
+    assert low == []
+
+
 async def test_the_page_and_its_assets_are_served_with_a_strict_policy(start: Start) -> None:
     async with start() as (_base_url, client):
         page = await client.get("/dashboard/some-site")
