@@ -65,6 +65,7 @@ class Settings:
     queue_max_length: int = 2_000_000
     durability: Durability = Durability.ASYNC
     heartbeat_ttl_s: int = 10
+    retention_days: int = 0
     db_pool_size: int = 10
     log_level: str = "info"
     log_format: str = "logfmt"
@@ -277,6 +278,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "heartbeat_ttl_s",
         _integer(2, 3600),
         "a silent writer's batch is re-queued after this",
+    ),
+    _Var(
+        "ANALYTICS_RETENTION_DAYS",
+        "retention_days",
+        _integer(0, 36_600),
+        "days of raw events kept (whole months are dropped once past it; rollups stay); 0 keeps them forever",
     ),
     _Var("ANALYTICS_DB_POOL_SIZE", "db_pool_size", _integer(1, 1000), "PostgreSQL connections for stats per process"),
     _Var("LOG_LEVEL", "log_level", _choice(LOG_LEVELS, str), "debug, info, warning or error"),

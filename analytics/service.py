@@ -259,7 +259,7 @@ class Service:
         writers = [
             Writer(
                 settings,
-                EventStore(self._database.url),
+                EventStore(self._database.url, settings.retention_days),
                 WriterQueue(client, keys, new_writer_id(), settings.heartbeat_ttl_s),
                 metrics,
             )

@@ -32,6 +32,7 @@ from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 from analytics.config import DEFAULTS
 from analytics.events.record import Event, now_ms
 from analytics.store.events import merge, prepare
+from analytics.store.partitions import Partitions
 from analytics.store.queries import STATS
 from bench.data import DAYS, EventStream
 from bench.harness import (
@@ -89,9 +90,11 @@ async def load(database_url: str, stream: Batches, count: int, batch_size: int) 
 
     async def lane(connection: asyncpg.Connection) -> None:
         nonlocal inserted
+        partitions = Partitions()  # the months' partitions, made as the writer makes them
         for records in batches:
             for event in records:
                 event.accepted_ms = accepted
+            await partitions.before_batch(connection, records)
             inserted += await merge(connection, records)
             bar.update(len(records))
 

@@ -38,6 +38,7 @@ from analytics.queue.client import snapshot
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK
 from analytics.store.events import STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from analytics.store.partitions import Partitions
 from analytics.store.queries import WRITER
 from bench import profiling
 from bench.data import EventStream
@@ -465,15 +466,23 @@ async def plain_copy(database_url: str, args: argparse.Namespace) -> tuple[float
     finally:
         await connection.close()
 
-    batches = [
-        event_rows(records, columns)
-        for records in tqdm(
+    events = list(
+        tqdm(
             EventStream(args.seed, args.events, args.days).batches(args.events, args.batch_size),
             total=-(-args.events // args.batch_size),
             desc="preparing COPY rows",
             leave=False,
         )
-    ]
+    )
+    batches = [event_rows(records, columns) for records in events]
+    # The months' partitions, as the writer makes them before its first batch of a month: not COPY's work.
+    connection = await asyncpg.connect(database_url)
+    try:
+        everything = [event for records in events for event in records]
+        earliest, latest = min(everything, key=lambda e: e.ts_us), max(everything, key=lambda e: e.ts_us)
+        await Partitions().before_batch(connection, [earliest, latest])
+    finally:
+        await connection.close()
 
     async def copy_all(lanes: int) -> float:
         connections = [await asyncpg.connect(database_url) for _ in range(lanes)]

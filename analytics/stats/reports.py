@@ -32,6 +32,7 @@ from analytics.stats.params import (
 from analytics.stats.periods import Bucket, DateRange, buckets, resolve
 from analytics.store import queries
 from analytics.store.failures import translated
+from analytics.store.partitions import raw_events_since
 
 EVENT_METRICS: Final = frozenset({"pageviews", "events", "visitors", "users"})
 VISIT_METRICS: Final = frozenset({"visits", "bounce_rate", "visit_duration", "views_per_visit"})
@@ -201,9 +202,24 @@ async def report_span(connection: Connection, query: ReportQuery) -> DateRange:
 
 
 @dataclass(frozen=True, slots=True)
+class Coverage:
+    """Since when raw events are kept (None: retention never dropped any), and whether the report reaches before
+    that, so counts only what is kept (`period=all` always does once anything was dropped)."""
+
+    raw_events_since: datetime | None = None
+    incomplete: bool = False
+
+
+async def coverage(connection: Connection, query: ReportQuery, earliest: datetime) -> Coverage:
+    since = await raw_events_since(connection)
+    return Coverage(since, since is not None and (query.period == "all" or earliest < since))
+
+
+@dataclass(frozen=True, slots=True)
 class AggregateAnswer:
     span: DateRange
     results: dict[str, dict[str, Number | None]]
+    coverage: Coverage
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +227,7 @@ class TimeseriesAnswer:
     span: DateRange
     interval: str
     results: list[dict[str, str | Number]]
+    coverage: Coverage
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +235,7 @@ class BreakdownAnswer:
     span: DateRange
     results: list[dict[str, Value | Number]]
     total_rows: int
+    coverage: Coverage
 
 
 async def aggregate(pool: asyncpg.Pool, query: ReportQuery) -> AggregateAnswer:
@@ -226,6 +244,7 @@ async def aggregate(pool: asyncpg.Pool, query: ReportQuery) -> AggregateAnswer:
             span = await report_span(connection, query)
             tally = (await _cells(connection, query, span, [span.start])).at(None, 1)
             results: dict[str, dict[str, Number | None]] = {m: {"value": tally.metric(m)} for m in query.metrics}
+            covered = await coverage(connection, query, span.previous().start if query.compare else span.start)
             if query.compare:
                 before = span.previous()
                 earlier = (await _cells(connection, query, before, [before.start])).at(None, 1)
@@ -234,7 +253,7 @@ async def aggregate(pool: asyncpg.Pool, query: ReportQuery) -> AggregateAnswer:
                     value = result["value"]
                     assert value is not None
                     result.update(previous=previous, change=change(value, previous, metric))
-    return AggregateAnswer(span, results)
+    return AggregateAnswer(span, results, covered)
 
 
 async def timeseries(pool: asyncpg.Pool, query: ReportQuery) -> TimeseriesAnswer:
@@ -244,11 +263,12 @@ async def timeseries(pool: asyncpg.Pool, query: ReportQuery) -> TimeseriesAnswer
             span = await report_span(connection, query)
             series: list[Bucket] = buckets(span, query.interval)
             cells = await _cells(connection, query, span, [bucket.start for bucket in series])
+            covered = await coverage(connection, query, span.start)
     results: list[dict[str, str | Number]] = []
     for index, bucket in enumerate(series, start=1):
         tally = cells.at(None, index)
         results.append({"date": bucket.label, **{metric: tally.metric(metric) for metric in query.metrics}})
-    return TimeseriesAnswer(span, query.interval, results)
+    return TimeseriesAnswer(span, query.interval, results, covered)
 
 
 async def breakdown(pool: asyncpg.Pool, query: ReportQuery) -> BreakdownAnswer:
@@ -266,10 +286,11 @@ async def breakdown(pool: asyncpg.Pool, query: ReportQuery) -> BreakdownAnswer:
                 rows.sort(key=lambda row: (-row[1].metric(first), row[0] is None, row[0] or ""))
                 total = len(rows)
                 rows = rows[(query.page - 1) * query.limit : query.page * query.limit]
+            covered = await coverage(connection, query, span.start)
     results: list[dict[str, Value | Number]] = [
         {query.property: value, **{metric: tally.metric(metric) for metric in query.metrics}} for value, tally in rows
     ]
-    return BreakdownAnswer(span, results, total)
+    return BreakdownAnswer(span, results, total, covered)
 
 
 async def _top_values(

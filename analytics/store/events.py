@@ -1,5 +1,6 @@
-"""The writer's batch, stored: COPY into a staging table, then one idempotent merge into `events` that also keeps
-the rollups, in one transaction. A re-delivered batch inserts nothing and so counts nothing."""
+"""The writer's batch, stored: the partitions its months need (store/partitions.py), then COPY into a staging table
+and one idempotent merge into `events` that also keeps the rollups, in one transaction. A re-delivered batch inserts
+nothing and so counts nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from analytics.events.record import Event, event_key
 from analytics.store import queries
 from analytics.store.connect import CLOSE_TIMEOUT_S, connect_writer
 from analytics.store.failures import translated
+from analytics.store.partitions import Partitions
 
 STAGING_TABLE: Final = "staging_events"
 # The Event's fields in its own order, after the key: a staging row is the key and the record's fields.
@@ -45,9 +47,10 @@ async def merge(connection: asyncpg.Connection, events: Sequence[Event]) -> int:
 class EventStore:
     """One writer lane's connection and its batches. Raises the project's database errors, never asyncpg's."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, retention_days: int = 0) -> None:
         self._database_url = database_url
         self._connection: asyncpg.Connection | None = None
+        self._partitions = Partitions(retention_days)
 
     async def write(self, events: Sequence[Event]) -> int:
         """Merge `events`; returns how many were new.
@@ -57,7 +60,9 @@ class EventStore:
         """
         try:
             with translated():
-                return await merge(await self._connect(), events)
+                connection = await self._connect()
+                await self._partitions.before_batch(connection, events)
+                return await merge(connection, events)
         except UnwritableRecords:
             raise
         except BaseException:

@@ -50,7 +50,6 @@ OTHER_SITE: Final = "this share link is for another site"
 STATS_DEADLINE_S: Final = 3.0
 # v2 reports read raw events over ranges of up to ten years.
 REPORT_DEADLINE_S: Final = 10.0
-EXACT: Final = ReportMeta(approximate=False)
 T = TypeVar("T")
 
 
@@ -160,14 +159,16 @@ class Reporting:
 
     async def aggregate(self, request: Request) -> Response:
         def shape(query: ReportQuery, answer: reports.AggregateAnswer) -> AggregateFound:
-            report = AggregateReport(query.site_id, _period(answer.span), answer.results, EXACT)
+            report = AggregateReport(query.site_id, _period(answer.span), answer.results, _meta(answer.coverage))
             return AggregateFound(data=report)
 
         return await self._report(request, "aggregate", lambda query: reports.aggregate(self._pool, query), shape)
 
     async def timeseries(self, request: Request) -> Response:
         def shape(query: ReportQuery, answer: reports.TimeseriesAnswer) -> TimeseriesFound:
-            report = TimeseriesReport(query.site_id, _period(answer.span), answer.interval, answer.results, EXACT)
+            report = TimeseriesReport(
+                query.site_id, _period(answer.span), answer.interval, answer.results, _meta(answer.coverage)
+            )
             return TimeseriesFound(data=report)
 
         return await self._report(request, "timeseries", lambda query: reports.timeseries(self._pool, query), shape)
@@ -183,7 +184,7 @@ class Reporting:
                 answer.total_rows,
                 query.page,
                 query.limit,
-                EXACT,
+                _meta(answer.coverage),
             )
             return BreakdownFound(data=report)
 
@@ -196,6 +197,13 @@ class Reporting:
         return await self._report(
             request, "realtime", lambda query: reports.live_visitors(self._pool, query.site_id), shape
         )
+
+
+def _meta(coverage: reports.Coverage) -> ReportMeta:
+    since = coverage.raw_events_since
+    return ReportMeta(
+        approximate=False, raw_events_since=since.isoformat() if since else None, incomplete=coverage.incomplete
+    )
 
 
 def _period(span: DateRange) -> ReportPeriod:

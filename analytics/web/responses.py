@@ -46,10 +46,14 @@ class ReportPeriod(msgspec.Struct, frozen=True, rename={"first": "from"}):
     timezone: str
 
 
-class ReportMeta(msgspec.Struct, frozen=True):
-    """`approximate`: whether any distinct count is an estimate (none is: every count is exact today)."""
+class ReportMeta(msgspec.Struct, frozen=True, omit_defaults=True):
+    """`approximate`: whether any distinct count is an estimate (none is: every count is exact today). Once retention
+    dropped raw events: `raw_events_since`, from when they are kept, and `incomplete` when the report reaches before
+    that (it counts only what is kept)."""
 
     approximate: bool
+    raw_events_since: str | None = None
+    incomplete: bool = False
 
 
 class AggregateReport(msgspec.Struct, frozen=True):

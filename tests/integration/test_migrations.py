@@ -18,7 +18,7 @@ async def test_every_migration_rolls_back_and_applies_again(postgres_url: str, t
         try:
             migrated = (await connection.fetchval(TABLES_SQL), await connection.fetchval(INDEXES_SQL))
             assert "daily_path_views_top" in migrated[1]
-            assert "events_event_key" in migrated[1]
+            assert "event_keys_pkey" in migrated[1]
 
             backend = get_backend(yoyo_url(url))
             try:

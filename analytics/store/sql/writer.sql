@@ -58,18 +58,27 @@ SELECT site_id, day, path, user_id FROM inserted_events WHERE event_type = 'page
 -- row locks in key order (ORDER BY) and all writers run the same statements in the same order, so writers merging
 -- overlapping batches wait for each other but never deadlock. The timestamp is rebuilt from whole seconds plus
 -- microseconds because interval * bigint goes through float8 (inexact past 2^53 µs).
-WITH inserted AS (
+WITH new_keys AS (
+    -- The idempotency key (migrations/0010.partitioned_events.sql): only an event whose key is new is stored.
+    INSERT INTO event_keys (site_id, event_key)
+    SELECT site_id, event_key FROM staging_events
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+    RETURNING site_id, event_key
+),
+inserted AS (
     INSERT INTO events (event_key, site_id, event_type, path, user_id, "timestamp", event_id, visitor, referrer,
                         source, utm_source, utm_medium, utm_campaign, utm_term, utm_content, browser, browser_version,
                         os, os_version, device, country, props)
-    SELECT event_key, site_id, event_type, path, user_id,
+    -- One row per new key: a batch may carry one event twice (a retry coalesced with its original).
+    SELECT DISTINCT ON (site_id, event_key)
+           event_key, site_id, event_type, path, user_id,
            to_timestamp(ts_us / 1000000) + (ts_us % 1000000) * interval '1 microsecond',
            -- A record queued before ingest v2 has no visitor: its user is (as ingest v2 would have set).
            event_id, coalesce(visitor, user_id), referrer, source, utm_source, utm_medium, utm_campaign, utm_term,
            utm_content, browser, browser_version, os, os_version, device, country, props
-    FROM staging_events
-    ORDER BY event_key
-    ON CONFLICT (event_key) DO NOTHING
+    FROM staging_events JOIN new_keys USING (site_id, event_key)
+    ORDER BY site_id, event_key
     RETURNING site_id, event_type, path, user_id, visitor, "timestamp"
 )
 INSERT INTO inserted_events (site_id, event_type, day, path, user_id, visitor, "timestamp")
