@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--role", choices=[role.value for role in Role], help=describe("role"))
     serve.add_argument("--host", help=describe("host"))
     serve.add_argument("--port", help=describe("port"))
+    serve.add_argument("--workers", help=describe("workers"))
     serve.add_argument("--durability", choices=[mode.value for mode in Durability], help=describe("durability"))
     serve.add_argument(
         "--no-migrate", dest="migrate", action="store_false", default=None, help=describe("migrate") + "; skip it"
@@ -121,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "ANALYTICS_ROLE": getattr(args, "role", None),
         "HOST": getattr(args, "host", None),
         "PORT": getattr(args, "port", None),
+        "ANALYTICS_WORKERS": getattr(args, "workers", None),
         "ANALYTICS_DURABILITY": getattr(args, "durability", None),
         "ANALYTICS_MIGRATE": None if getattr(args, "migrate", None) is None else "false",
     }

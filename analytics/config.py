@@ -55,6 +55,7 @@ class Settings:
     redis_url: str | None = None
     data_dir: Path = Path(".analytics")
     role: Role = Role.ALL
+    workers: int = 1
     migrate: bool = True
     redis_prefix: str = "analytics"
     batch_size: int = 5000
@@ -239,6 +240,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
     ),
     _Var("ANALYTICS_DATA_DIR", "data_dir", lambda text: Path(_non_empty(text)), "where embedded servers keep data"),
     _Var("ANALYTICS_ROLE", "role", _choice(tuple(Role), Role), "what `serve` runs: api, writer or all"),
+    _Var(
+        "ANALYTICS_WORKERS",
+        "workers",
+        _integer(1, 64),
+        "api processes serving the one port (role api only), each with its own connections",
+    ),
     _Var("ANALYTICS_MIGRATE", "migrate", _boolean, "apply migrations before `serve` starts"),
     _Var("ANALYTICS_REDIS_PREFIX", "redis_prefix", _redis_prefix, "Redis keys are {<prefix>}:queue and so on"),
     _Var("ANALYTICS_BATCH_SIZE", "batch_size", _integer(1, 100_000), "most events the writer commits at once"),

@@ -22,12 +22,13 @@ from typing import Any, Final, TypeVar
 import asyncpg
 import uvloop
 
-from analytics.config import ConfigError, Durability, Settings
+from analytics.config import ConfigError, Durability, Role, Settings
 from analytics.dev.embedded import POSTGRESQL, VALKEY, Access, Backend, Kind, embedded_server, running
 from analytics.errors import QueueUnavailable
 from analytics.events.contract import SITE_ID_MAX
+from analytics.observability import logs
 from analytics.observability.logs import describe_error
-from analytics.observability.metrics import Metrics
+from analytics.observability.metrics import Metrics, multiprocess_collection
 from analytics.queue.client import Redis, check_durability, connect_redis, ping, snapshot
 from analytics.queue.consumer import WriterQueue
 from analytics.queue.dead_letters import DeadLetter, DeadLetters
@@ -42,6 +43,7 @@ from analytics.web.app import Ingestion, create_app
 from analytics.web.health import Readiness
 from analytics.web.ingest import Enrichment
 from analytics.web.server import Server, server_config
+from analytics.workers import supervise
 from analytics.writer.loop import Writer, new_writer_id
 
 logger = logging.getLogger("analytics")
@@ -102,6 +104,7 @@ def _url(sock: socket.socket) -> str:
 
 def serve(settings: Settings) -> int:
     """`analytics serve`: returns the exit code."""
+    _check_workers(settings)
     with (
         listening(settings.host, settings.port) as sockets,
         backend(settings, POSTGRESQL, Access.EXCLUSIVE) as database,
@@ -110,7 +113,50 @@ def serve(settings: Settings) -> int:
         if settings.migrate:
             migrate(database.url)
         logger.info("serving role %s on %s", settings.role.value, ", ".join(_url(sock) for sock in sockets))
+        if settings.workers > 1:
+            return _serve_workers(settings, database, redis, sockets)
         return run(Service(settings, database, redis, sockets).run())
+
+
+def _check_workers(settings: Settings) -> None:
+    """More than one process serves the api role only. A writer scales by its lanes (ANALYTICS_WRITER_CONCURRENCY)
+    and by more writer processes, anywhere; `all` is the one-process setup, and N copies of it would silently run N
+    times the writer lanes asked for."""
+    if settings.workers > 1 and settings.role is not Role.API:
+        raise ConfigError(
+            f"ANALYTICS_WORKERS: {settings.workers} workers need ANALYTICS_ROLE=api (--role api), got "
+            f"{settings.role.value}; writers scale with ANALYTICS_WRITER_CONCURRENCY and more `serve --role writer`"
+        )
+
+
+def _serve_workers(settings: Settings, database: Backend, redis: Backend, sockets: list[socket.socket]) -> int:
+    """`serve --workers N`: this process has bound the sockets, started the embedded servers and migrated, once;
+    N worker processes each run the api role on those sockets (`_api_worker`), and this one supervises them
+    (`analytics.workers`) and watches the embedded servers it started. Their metrics are collected across processes
+    (`analytics.observability.metrics`), so any worker's /metrics answers for all."""
+    worker = partial(_api_worker, settings, database.url, redis.url, sockets)
+    with multiprocess_collection():
+        return supervise(settings.workers, worker, sockets, partial(_embedded_exit, (database, redis)))
+
+
+def _api_worker(settings: Settings, database_url: str, redis_url: str, sockets: list[socket.socket], index: int) -> int:
+    """One worker of `serve --workers N`, in its own process: the api role as a single `serve` runs it (its own
+    Redis client, pusher and PostgreSQL pool; SIGTERM finishes its requests and drains its pushes). The embedded
+    servers are the parent's to watch. Returns the exit code."""
+    logs.configure(settings.log_level, settings.log_format, worker=index)
+    try:
+        return run(Service(settings, Backend(POSTGRESQL, database_url), Backend(VALKEY, redis_url), sockets).run())
+    except ConfigError as error:
+        logger.error("%s", error)
+        return 2
+
+
+def _embedded_exit(backends: Sequence[Backend]) -> str | None:
+    """Why to stop: an embedded server this process started has exited; None while they all run."""
+    for started in backends:
+        if started.pid is not None and not running(started.pid):
+            return f"embedded {started.kind.name} (pid {started.pid}) exited unexpectedly"
+    return None
 
 
 def apply_migrations(settings: Settings) -> list[str]:

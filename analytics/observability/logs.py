@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -54,9 +55,23 @@ def _logfmt_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
-def configure(level: str, log_format: str) -> None:
+class _Fields(logging.Filter):
+    """Fields every line of this process carries: which worker wrote it, when several share one stderr."""
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        super().__init__()
+        self._fields = dict(fields)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.update(self._fields)
+        return True
+
+
+def configure(level: str, log_format: str, **fields: object) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else LogfmtFormatter())
+    if fields:
+        handler.addFilter(_Fields(fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

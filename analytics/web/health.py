@@ -84,17 +84,13 @@ class Health:
         )
 
     async def metrics(self, request: Request) -> Response:
-        """Counters of this process, plus the queue as Redis sees it now (skipped, not failed, when Redis is away)."""
+        """Counters of this process (of every worker, under `--workers`), plus the queue as Redis sees it now (the
+        last reading, not a failure, when Redis is away)."""
         metrics = self._metrics
         try:
             queue = await within(READINESS_TIMEOUT_S, self._queue_snapshot())
         except Exception:
             logger.debug("queue gauges skipped: Redis did not answer")
         else:
-            metrics.queue_depth.set(queue.queued)
-            metrics.dead_letters.set(queue.dead)
-            metrics.writers_alive.set(queue.writers_alive)
-            metrics.processing.clear()
-            for writer_id, held in queue.processing.items():
-                metrics.processing.labels(writer_id).set(held)
+            metrics.queue.set(queue.queued, queue.dead, queue.writers_alive, queue.processing)
         return Response(metrics.render(), media_type=PROMETHEUS_TEXT)

@@ -82,6 +82,8 @@ def test_embedded_run_survives_ctrl_c_and_keeps_its_data(tmp_path: Path) -> None
         ({}, ["--port", "abc"], "analytics: error: PORT: expected a whole number, got 'abc'"),
         ({"DATABASE_URL": "mysql://db/x"}, [], "analytics: error: DATABASE_URL: expected a URL starting with"),
         ({"ANALYTICS_BATCH_SIZE": "-1"}, [], "analytics: error: ANALYTICS_BATCH_SIZE: expected a number from 1"),
+        ({}, ["--workers", "2"], "analytics: error: ANALYTICS_WORKERS: 2 workers need ANALYTICS_ROLE=api"),
+        ({"ANALYTICS_WORKERS": "3"}, ["--role", "writer"], "analytics: error: ANALYTICS_WORKERS: 3 workers need"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_code_2(
@@ -104,6 +106,8 @@ def test_help_shows_defaults_and_environment_twins(tmp_path: Path) -> None:
     assert "env HOST; default: 127.0.0.1" in text
     assert "--durability {async,replica,fsync}" in text
     assert "env ANALYTICS_DURABILITY; default: async" in text
+    assert "--workers WORKERS" in text
+    assert "env ANALYTICS_WORKERS; default: 1" in text
 
 
 @pytest.mark.parametrize("command", ["serve", "migrate"])

@@ -44,6 +44,11 @@ def test_durability_is_async_unless_asked() -> None:
     assert load_settings({"ANALYTICS_DURABILITY": "fsync"}, env_file=None).durability is Durability.FSYNC
 
 
+def test_workers_are_one_unless_asked() -> None:
+    assert load_settings({}, env_file=None).workers == 1
+    assert load_settings({"ANALYTICS_WORKERS": " 4 "}, env_file=None).workers == 4
+
+
 def test_access_settings_are_parsed() -> None:
     settings = load_settings(
         {
@@ -90,6 +95,8 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ("ANALYTICS_MIGRATE", "maybe", "ANALYTICS_MIGRATE: expected true or false"),
         ("ANALYTICS_BATCH_SIZE", "0", "ANALYTICS_BATCH_SIZE: expected a number from 1"),
         ("ANALYTICS_REDIS_PREFIX", "{x}", "ANALYTICS_REDIS_PREFIX: must not contain braces"),
+        ("ANALYTICS_WORKERS", "0", "ANALYTICS_WORKERS: expected a number from 1 to 64, got 0"),
+        ("ANALYTICS_WORKERS", "two", "ANALYTICS_WORKERS: expected a whole number, got 'two'"),
         ("ANALYTICS_DURABILITY", "sync", "ANALYTICS_DURABILITY: expected one of async, replica, fsync, got 'sync'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of debug, info, warning, error"),
         ("ANALYTICS_CORS_ORIGINS", "shop.example", "ANALYTICS_CORS_ORIGINS: expected * or origins such as"),
