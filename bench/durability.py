@@ -43,7 +43,7 @@ from bench.harness import (
     redis_pid,
     summary_ms,
 )
-from bench.ingest import BATCH_PATH, QUEUE_CAP, SINGLE_PATH, Target, WrkRun, queue_length, run_wrk
+from bench.ingest import BATCH_PATH, QUEUE_CAP, SINGLE_PATH, Target, WrkRun, queue_length, run_wrk, wrk_context
 from bench.results import record_result
 
 PREFIX: Final = "bench-ingest"  # queue_length reads this prefix
@@ -217,11 +217,12 @@ def main() -> None:
         lines.append(run.line() + coalescing + versus)
     lines += flushes
     context += [
-        f"wrk {args.threads} threads, {args.connections} connections, {args.rounds} rounds of {args.duration:g} s "
-        f"runs, each after a {WARMUP_S} s warm-up, targets interleaved; figures from each target's median run; "
-        f"wrk, the three apis (one loaded at a time), the Valkey primary and replica and PostgreSQL share the 2 cores; "
-        f"wall time {time.monotonic() - started:.0f} s",
-        "latency is wrk's (closed loop: no coordinated-omission correction)",
+        *wrk_context(
+            args,
+            WARMUP_S,
+            "wrk, the three apis (one loaded at a time), the Valkey primary and replica and PostgreSQL share 2 cores",
+            started,
+        ),
         *interference.lines(),
     ]
     record_result("ingest durability: async, replica (WAIT), fsync (WAITAOF)", lines, context=context)

@@ -330,13 +330,21 @@ def main() -> None:
         ],
     )
     context += [
-        f"wrk {args.threads} threads, {args.connections} connections, {args.rounds} rounds of {args.duration:g} s "
-        f"runs, each after a {WARMUP_S} s warm-up, targets interleaved; figures from each target's median run; "
-        "wrk, the server under test, Redis and PostgreSQL share the 2 cores",
-        "latency is wrk's (closed loop: no coordinated-omission correction)",
+        *wrk_context(args, WARMUP_S, "wrk, the server under test, Redis and PostgreSQL share the 2 cores"),
         *interference.lines(),
     ]
     record_result("ingest throughput and latency", lines, context=context, plots=[plot])
+
+
+def wrk_context(args: argparse.Namespace, warmup_s: float, setup: str, started: float | None = None) -> list[str]:
+    """How interleaved wrk rounds were run, for an entry's context (`started`: the run's monotonic start)."""
+    wall = "" if started is None else f"; wall time {time.monotonic() - started:.0f} s"
+    return [
+        f"wrk {args.threads} threads, {args.connections} connections, {args.rounds} rounds of {args.duration:g} s "
+        f"runs, each after a {warmup_s} s warm-up, targets interleaved; figures from each target's median run; "
+        f"{setup}{wall}",
+        "latency is wrk's (closed loop: no coordinated-omission correction)",
+    ]
 
 
 if __name__ == "__main__":

@@ -34,7 +34,17 @@ from bench.harness import (
     server_versions,
     tree_description,
 )
-from bench.ingest import QUEUE_CAP, SINGLE_PATH, WARMUP_S, Target, WrkRun, noop_service, queue_length, run_wrk
+from bench.ingest import (
+    QUEUE_CAP,
+    SINGLE_PATH,
+    WARMUP_S,
+    Target,
+    WrkRun,
+    noop_service,
+    queue_length,
+    run_wrk,
+    wrk_context,
+)
 from bench.results import record_result
 
 SHAPE: Final = "browser"  # bench/wrk/ingest.lua's page views as a browser's tracker sends them
@@ -108,11 +118,12 @@ def main() -> None:
         f"api RSS peak under load: before {before.rss_peak_mb:.0f} MB, after {after.rss_peak_mb:.0f} MB",
     ]
     context += [
-        f"wrk {args.threads} threads, {args.connections} connections, {args.rounds} rounds of {args.duration:g} s "
-        f"runs, each after a {WARMUP_S} s warm-up, targets interleaved; figures from each target's median run; "
-        f"body: page_view with url (UTM parameters), referrer, timestamp; User-Agent: desktop Chrome; "
-        f"wall time {time.monotonic() - started:.0f} s",
-        "latency is wrk's (closed loop: no coordinated-omission correction)",
+        *wrk_context(
+            args,
+            WARMUP_S,
+            "body: page_view with url (UTM parameters), referrer, timestamp; User-Agent: desktop Chrome",
+            started,
+        ),
         *interference.lines(),
     ]
     record_result("ingest A/B, single event, before vs after", lines, context=context)

@@ -32,7 +32,7 @@ from bench.harness import (
     redis_pid,
     server_versions,
 )
-from bench.ingest import BATCH_PATH, PREFIX, QUEUE_CAP, SINGLE_PATH, WrkRun, queue_length, run_wrk
+from bench.ingest import BATCH_PATH, PREFIX, QUEUE_CAP, SINGLE_PATH, WrkRun, queue_length, run_wrk, wrk_context
 from bench.results import record_result
 
 DATABASE: Final = "bench_workers"
@@ -162,11 +162,12 @@ def main() -> None:
         if target.workers != counts[0]
     ]
     context += [
-        f"wrk {args.threads} threads, {args.connections} connections, {args.rounds} rounds of {args.duration:g} s "
-        f"runs, each after a {WARMUP_S} s warm-up, targets interleaved; figures from each target's median run; "
-        f"wrk, the api processes (one api loaded at a time), Redis and PostgreSQL share the machine's cores; "
-        f"wall time {time.monotonic() - started:.0f} s",
-        "latency is wrk's (closed loop: no coordinated-omission correction)",
+        *wrk_context(
+            args,
+            WARMUP_S,
+            "wrk, the api processes (one api loaded at a time), Redis and PostgreSQL share the machine's cores",
+            started,
+        ),
         *interference.lines(),
     ]
     record_result("ingest with several api processes (--workers)", lines, context=context)

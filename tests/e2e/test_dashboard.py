@@ -187,6 +187,30 @@ async def rendered(page: Page) -> None:
     await page.wait_for_selector("#report:not([hidden])[aria-busy='false']")
 
 
+Opened = Callable[..., AbstractAsyncContextManager[tuple["Page", httpx.AsyncClient, str, str]]]
+
+
+@pytest.fixture
+def opened(browser: Browser, start: Start) -> Opened:
+    """What most tests start from: the api with the given settings, the data set ingested for a new site (with the
+    given token), and a desktop tab; yields the tab, a client of the api, its URL and the site."""
+
+    @contextlib.asynccontextmanager
+    async def opening(
+        token: str | None = None, site_id: str | None = None, **settings: Any
+    ) -> AsyncIterator[tuple[Page, httpx.AsyncClient, str, str]]:
+        site = site_id or f"dash-{secrets.token_hex(4)}"
+        async with start(**settings) as (base_url, client):
+            await ingest(client, site, token)
+            context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
+            try:
+                yield await context.new_page(), client, base_url, site
+            finally:
+                await context.close()
+
+    return opening
+
+
 def dashboard_url(base_url: str, site_id: str, **params: str) -> str:
     return f"{base_url}/dashboard/{site_id}?{httpx.QueryParams({**VIEW, **params})}"
 
@@ -292,69 +316,53 @@ async def test_the_dashboard_shows_what_the_api_answers(browser: Browser, start:
         assert parts.scheme == "data" or parts.hostname == "127.0.0.1", url
 
 
-async def test_the_period_picker_and_an_empty_period(browser: Browser, start: Start) -> None:
-    site_id = f"dash-{secrets.token_hex(4)}"
-    async with start() as (base_url, client):
-        await ingest(client, site_id)
-        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
-        try:
-            page = await context.new_page()
-            await page.goto(dashboard_url(base_url, site_id))
-            await rendered(page)
-            week = await expected_buckets(client, site_id)
-            assert week == ("day", [f"2025-03-{day:02d}" for day in range(8, 15)])
-            assert await chart_buckets(page) == week
-            await page.select_option("#period", "day")
-            await rendered(page)
-            assert parse_qs(urlsplit(page.url).query)["period"] == ["day"]
-            assert await headline(page) == await expected_headline(client, site_id, period="day")
-            hours = await expected_buckets(client, site_id, period="day")
-            assert (hours[0], len(hours[1]), hours[1][0]) == ("hour", 24, "2025-03-14T00:00:00+01:00")
-            assert await chart_buckets(page) == hours
+async def test_the_period_picker_and_an_empty_period(opened: Opened) -> None:
+    async with opened() as (page, client, base_url, site_id):
+        await page.goto(dashboard_url(base_url, site_id))
+        await rendered(page)
+        week = await expected_buckets(client, site_id)
+        assert week == ("day", [f"2025-03-{day:02d}" for day in range(8, 15)])
+        assert await chart_buckets(page) == week
+        await page.select_option("#period", "day")
+        await rendered(page)
+        assert parse_qs(urlsplit(page.url).query)["period"] == ["day"]
+        assert await headline(page) == await expected_headline(client, site_id, period="day")
+        hours = await expected_buckets(client, site_id, period="day")
+        assert (hours[0], len(hours[1]), hours[1][0]) == ("hour", 24, "2025-03-14T00:00:00+01:00")
+        assert await chart_buckets(page) == hours
 
-            await page.fill("#timezone", "Asia/Kathmandu")
-            await page.click("#controls button[type=submit]")
-            await rendered(page)
-            assert parse_qs(urlsplit(page.url).query)["timezone"] == ["Asia/Kathmandu"]
-            kathmandu = await expected_buckets(client, site_id, period="day", timezone="Asia/Kathmandu")
-            assert kathmandu[1][0] == "2025-03-14T00:00:00+05:45"
-            assert await chart_buckets(page) == kathmandu
-            assert await headline(page) == await expected_headline(
-                client, site_id, period="day", timezone="Asia/Kathmandu"
-            )
+        await page.fill("#timezone", "Asia/Kathmandu")
+        await page.click("#controls button[type=submit]")
+        await rendered(page)
+        assert parse_qs(urlsplit(page.url).query)["timezone"] == ["Asia/Kathmandu"]
+        kathmandu = await expected_buckets(client, site_id, period="day", timezone="Asia/Kathmandu")
+        assert kathmandu[1][0] == "2025-03-14T00:00:00+05:45"
+        assert await chart_buckets(page) == kathmandu
+        assert await headline(page) == await expected_headline(client, site_id, period="day", timezone="Asia/Kathmandu")
 
-            await page.select_option("#period", "custom")
-            await page.fill("#from", "2024-01-01")
-            await page.fill("#to", "2024-01-31")
-            await page.click("#controls button[type=submit]")
-            await rendered(page)
-            query = parse_qs(urlsplit(page.url).query)
-            assert (query["period"], query["from"], query["to"]) == (["custom"], ["2024-01-01"], ["2024-01-31"])
-            assert await page.text_content("#status") == "no data for this period"
-            assert await page.locator("[data-property='path'] .empty").text_content() == "no data for this period"
-        finally:
-            await context.close()
+        await page.select_option("#period", "custom")
+        await page.fill("#from", "2024-01-01")
+        await page.fill("#to", "2024-01-31")
+        await page.click("#controls button[type=submit]")
+        await rendered(page)
+        query = parse_qs(urlsplit(page.url).query)
+        assert (query["period"], query["from"], query["to"]) == (["custom"], ["2024-01-01"], ["2024-01-31"])
+        assert await page.text_content("#status") == "no data for this period"
+        assert await page.locator("[data-property='path'] .empty").text_content() == "no data for this period"
 
 
-async def test_a_value_with_filter_syntax_in_it_is_escaped(browser: Browser, start: Start) -> None:
-    site_id = f"dash-{secrets.token_hex(4)}"
-    async with start() as (base_url, client):
-        await ingest(client, site_id)
-        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
-        try:
-            page = await context.new_page()
-            await page.goto(dashboard_url(base_url, site_id))
-            await rendered(page)
-            await page.locator("[data-property='path'] .row").filter(has_text=ODD_PATH).click()
-            await rendered(page)
-            escaped = "path==/a\\;b\\|c\\\\d"
-            assert parse_qs(urlsplit(page.url).query)["filters"] == [escaped]
-            assert await page.text_content("#filters .chip") == f"path is {ODD_PATH} ✕"
-            expected = await expected_headline(client, site_id, filters=escaped)
-            assert expected["pageviews"] == (1.0, "1")
-            assert await headline(page) == expected
-        finally:
-            await context.close()
+async def test_a_value_with_filter_syntax_in_it_is_escaped(opened: Opened) -> None:
+    async with opened() as (page, client, base_url, site_id):
+        await page.goto(dashboard_url(base_url, site_id))
+        await rendered(page)
+        await page.locator("[data-property='path'] .row").filter(has_text=ODD_PATH).click()
+        await rendered(page)
+        escaped = "path==/a\\;b\\|c\\\\d"
+        assert parse_qs(urlsplit(page.url).query)["filters"] == [escaped]
+        assert await page.text_content("#filters .chip") == f"path is {ODD_PATH} ✕"
+        expected = await expected_headline(client, site_id, filters=escaped)
+        assert expected["pageviews"] == (1.0, "1")
+        assert await headline(page) == expected
 
 
 async def test_an_unreachable_or_unavailable_api_is_said_in_words(browser: Browser, start: Start) -> None:
@@ -395,69 +403,54 @@ async def test_the_viewers_time_zone_is_the_default(browser: Browser, start: Sta
             await context.close()
 
 
-async def test_with_tokens_the_dashboard_asks_for_one(browser: Browser, start: Start) -> None:
-    site_id = f"dash-{secrets.token_hex(4)}"
-    async with start(api_tokens=("right-token",)) as (base_url, client):
-        await ingest(client, site_id, "right-token")
-        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
-        try:
-            page = await context.new_page()
-            await page.goto(dashboard_url(base_url, site_id))
-            await page.wait_for_selector("#sign-in:not([hidden])")
-            assert await page.locator("#sign-in-error").is_hidden()
+async def test_with_tokens_the_dashboard_asks_for_one(opened: Opened) -> None:
+    async with opened("right-token", api_tokens=("right-token",)) as (page, client, base_url, site_id):
+        await page.goto(dashboard_url(base_url, site_id))
+        await page.wait_for_selector("#sign-in:not([hidden])")
+        assert await page.locator("#sign-in-error").is_hidden()
 
-            await page.fill("#token", "wrong-token")
-            await page.click("#sign-in button[type=submit]")
-            await page.wait_for_selector("#sign-in-error:not([hidden])")
-            assert await page.text_content("#sign-in-error") == "token not accepted"
-            assert await page.locator("#report").is_hidden()
+        await page.fill("#token", "wrong-token")
+        await page.click("#sign-in button[type=submit]")
+        await page.wait_for_selector("#sign-in-error:not([hidden])")
+        assert await page.text_content("#sign-in-error") == "token not accepted"
+        assert await page.locator("#report").is_hidden()
 
-            await page.fill("#token", "right-token")
-            await page.click("#sign-in button[type=submit]")
-            await rendered(page)
-            assert await headline(page) == await expected_headline(client, site_id, "right-token")
-            assert await page.locator("#sign-in").is_hidden()
-            assert "token" not in page.url
-            assert await page.evaluate("sessionStorage.getItem('analytics.token')") == "right-token"
+        await page.fill("#token", "right-token")
+        await page.click("#sign-in button[type=submit]")
+        await rendered(page)
+        assert await headline(page) == await expected_headline(client, site_id, "right-token")
+        assert await page.locator("#sign-in").is_hidden()
+        assert "token" not in page.url
+        assert await page.evaluate("sessionStorage.getItem('analytics.token')") == "right-token"
 
-            await page.goto(f"{base_url}/dashboard")  # the same tab keeps its token
-            await page.wait_for_selector(f"#sites a:text-is('{site_id}')")
-        finally:
-            await context.close()
+        await page.goto(f"{base_url}/dashboard")  # the same tab keeps its token
+        await page.wait_for_selector(f"#sites a:text-is('{site_id}')")
 
 
-async def test_a_share_link_shows_its_site_without_a_token_until_revoked(
-    browser: Browser, start: Start, pool: asyncpg.Pool
-) -> None:
+async def test_a_share_link_shows_its_site_without_a_token_until_revoked(opened: Opened, pool: asyncpg.Pool) -> None:
     site_id = f"dash-{secrets.token_hex(4)}"
     token = new_share_token()
     link = await create_share(pool, site_id, token_digest(token))
-    async with start(api_tokens=("operator",)) as (base_url, client):
-        await ingest(client, site_id, "operator")
-        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
-        try:
-            page = await context.new_page()
-            await page.goto(f"{base_url}/share/{token}?{httpx.QueryParams(VIEW)}")
-            await rendered(page)
-            assert await page.locator("#sign-in").is_hidden()
-            assert await page.text_content("#site-name") == site_id
-            assert await headline(page) == await expected_headline(client, site_id, "operator")
-            assert await page.evaluate("sessionStorage.getItem('analytics.token')") is None
+    async with opened("operator", site_id, api_tokens=("operator",)) as (page, client, base_url, _):
+        await page.goto(f"{base_url}/share/{token}?{httpx.QueryParams(VIEW)}")
+        await rendered(page)
+        assert await page.locator("#sign-in").is_hidden()
+        assert await page.text_content("#site-name") == site_id
+        assert await headline(page) == await expected_headline(client, site_id, "operator")
+        assert await page.evaluate("sessionStorage.getItem('analytics.token')") is None
 
-            await page.click("[data-property='country'] .row[data-value='DE']")
-            await rendered(page)
-            assert urlsplit(page.url).path == f"/share/{token}"  # a filtered view of a link is a link too
-            assert parse_qs(urlsplit(page.url).query)["filters"] == ["country==DE"]
-            assert await headline(page) == await expected_headline(client, site_id, "operator", filters="country==DE")
+        await page.click("[data-property='country'] .row[data-value='DE']")
+        await rendered(page)
+        assert urlsplit(page.url).path == f"/share/{token}"  # a filtered view of a link is a link too
+        assert parse_qs(urlsplit(page.url).query)["filters"] == ["country==DE"]
+        assert await headline(page) == await expected_headline(client, site_id, "operator", filters="country==DE")
 
-            await revoke_share(pool, link.id)
-            await page.reload()
-            await page.wait_for_selector("#status.error")
-            assert "share link does not work" in (await page.text_content("#status") or "")
-            assert await page.locator("#report").is_hidden()
-            assert await page.locator("#sign-in").is_hidden()
-        finally:
-            await context.close()
+        await revoke_share(pool, link.id)
+        await page.reload()
+        await page.wait_for_selector("#status.error")
+        assert "share link does not work" in (await page.text_content("#status") or "")
+        assert await page.locator("#report").is_hidden()
+        assert await page.locator("#sign-in").is_hidden()
 
 
 # WCAG 2's contrast ratio of an element's text against the nearest opaque background behind it.
@@ -485,19 +478,12 @@ CONTRASTS = """() => {
 }"""
 
 
-async def test_every_text_has_accessible_contrast(browser: Browser, start: Start) -> None:
+async def test_every_text_has_accessible_contrast(opened: Opened) -> None:
     """WCAG AA: 4.5:1 for text (the chart's small labels included), measured on the rendered page."""
-    site_id = f"dash-{secrets.token_hex(4)}"
-    async with start() as (base_url, client):
-        await ingest(client, site_id)
-        context = await browser.new_context(user_agent=DESKTOP_CHROME.format(browser.version))
-        try:
-            page = await context.new_page()
-            await page.goto(dashboard_url(base_url, site_id, filters="country==DE"))
-            await rendered(page)
-            measured = await page.evaluate(CONTRASTS)
-        finally:
-            await context.close()
+    async with opened() as (page, _client, base_url, site_id):
+        await page.goto(dashboard_url(base_url, site_id, filters="country==DE"))
+        await rendered(page)
+        measured = await page.evaluate(CONTRASTS)
     assert len(measured) > 50
     assert {kind.split(".")[0] for kind, _, _ in measured} >= {"STRONG", "SPAN", "BUTTON", "H2", "text"}
     low = [(kind, text, round(ratio, 2)) for kind, text, ratio in measured if ratio < 4.5]
