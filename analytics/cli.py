@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="every link, one JSON object a line (no tokens: only their digests are kept)")
     revoke = actions.add_parser("revoke", help="stop a link working, on every api process at once")
     revoke.add_argument("id", type=int, help="the link's id, as `create` and `list` print it")
+    erase = commands.add_parser(
+        "erase", help="remove a user's events on a site, or a whole site, and everything counted from them"
+    )
+    erase.add_argument("--site", required=True, help="the site to erase in")
+    whom = erase.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--user", help="the user_id whose every event on the site is removed")
+    whom.add_argument(
+        "--all", action="store_true", help="every row of the site: events, rollups, visits and share links"
+    )
     return parser
 
 
@@ -144,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = 0
         elif args.command == "share":
             code = _share(settings, args)
+        elif args.command == "erase":
+            print(service.erase(settings, args.site, args.user).summary())
+            code = 0
         else:
             code = service.serve(settings)
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ import uvloop
 from analytics.config import ConfigError, Durability, Role, Settings
 from analytics.dev.embedded import POSTGRESQL, VALKEY, Access, Backend, Kind, embedded_server, running
 from analytics.errors import QueueUnavailable
-from analytics.events.contract import SITE_ID_MAX
+from analytics.events.contract import SITE_ID_MAX, USER_ID_MAX
 from analytics.observability import logs
 from analytics.observability.logs import describe_error
 from analytics.observability.metrics import Metrics, multiprocess_collection
@@ -35,6 +35,7 @@ from analytics.queue.dead_letters import DeadLetter, DeadLetters
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import Pusher
 from analytics.store.connect import create_pool, ping_database
+from analytics.store.erasure import Erasure, erase_site, erase_user
 from analytics.store.events import EventStore
 from analytics.store.migrations import migrate
 from analytics.store.shares import ShareLink, create_share, list_shares, revoke_share
@@ -221,6 +222,31 @@ def revoke_share_link(settings: Settings, share_id: int) -> ShareLink | None:
     if link is not None:
         logger.info("share link %d of site %r revoked (at %s)", link.id, link.site_id, link.revoked_at)
     return link
+
+
+def erase(settings: Settings, site_id: str, user_id: str | None) -> Erasure:
+    """`analytics erase`: a user's events on a site (or, with no user, the whole site) and what was counted from them,
+    removed while the service runs. Logged once, with the counts and a digest in place of the user id."""
+    if not site_id or len(site_id) > SITE_ID_MAX:
+        raise ConfigError(f"a site id is 1 to {SITE_ID_MAX} characters")
+    if user_id is not None and not 0 < len(user_id) <= USER_ID_MAX:
+        raise ConfigError(f"a user id is 1 to {USER_ID_MAX} characters")
+    if user_id is None:
+        erasure = _on_database(settings, lambda pool: erase_site(pool, site_id))
+    else:
+        erasure = _on_database(settings, lambda pool: erase_user(pool, site_id, user_id))
+    logger.info(
+        erasure.summary(),
+        extra={
+            "site_id": erasure.site_id,
+            "user_sha256": erasure.user_digest,
+            "events": erasure.events,
+            "page_views": erasure.page_views,
+            "visits": erasure.visits,
+            "share_links": erasure.share_links,
+        },
+    )
+    return erasure
 
 
 @dataclass

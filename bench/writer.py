@@ -37,7 +37,7 @@ from analytics.events.record import Event, encode_event, event_key, now_ms
 from analytics.queue.client import snapshot
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK
-from analytics.store.events import STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from analytics.store.events import MERGE, STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
 from analytics.store.partitions import Partitions
 from analytics.store.queries import WRITER
 from bench import profiling
@@ -284,7 +284,7 @@ async def drain(
 
 def merge_statements() -> list[tuple[str, str]]:
     """The writer's merge, split into its statements, each labelled by the tables it inserts into."""
-    statements = [part.strip() for part in re.split(r";\s*\n", WRITER["merge"]) if part.strip()]
+    statements = [part.strip() for part in re.split(r";\s*\n", MERGE) if part.strip()]
     labelled = []
     for statement in statements:
         targets = re.findall(r"INSERT INTO (\w+)", statement)

@@ -18,6 +18,8 @@ from analytics.store.failures import translated
 from analytics.store.partitions import Partitions
 
 STAGING_TABLE: Final = "staging_events"
+# The merge and the visits it rebuilds, sent as one round trip; an erasure runs the second part on its own.
+MERGE: Final = queries.WRITER["merge"] + queries.WRITER["rebuild_visits"]
 # The Event's fields in its own order, after the key: a staging row is the key and the record's fields.
 STAGING_COLUMNS: Final = ("event_key", *Event.__struct_fields__)
 
@@ -39,7 +41,7 @@ async def merge(connection: asyncpg.Connection, events: Sequence[Event]) -> int:
     """
     async with connection.transaction():
         await connection.copy_records_to_table(STAGING_TABLE, records=staging_rows(events), columns=STAGING_COLUMNS)
-        await connection.execute(queries.WRITER["merge"])
+        await connection.execute(MERGE)
         inserted: int = await connection.fetchval(queries.WRITER["inserted_count"])
     return inserted
 

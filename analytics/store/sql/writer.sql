@@ -140,10 +140,13 @@ ORDER BY 1
 ON CONFLICT (site_id) DO UPDATE
 SET views = rollup.views + excluded.views, users = rollup.users + excluded.users;
 
--- Visits (migrations/0008.visits.sql). A new event can extend a visit, start one, or join two; so every visit of
--- the batch's visitors within 30 minutes of a new event is deleted, and that stretch of the visitor's events is
--- split into visits again: the result is what sessionizing all stored events would give, in any arrival order, and
--- a re-delivered batch (nothing inserted) touches nothing. Writers serialize per visitor on an advisory lock taken
+-- name: rebuild_visits
+-- Visits (migrations/0008.visits.sql), run right after `merge` in the same round trip (store/events.py), and by an
+-- erasure (store/erasure.py) with the events it removed in inserted_events. A new event can extend a visit, start
+-- one, or join two, and a removed one can shorten, split or end one; so every visit of the changed events' visitors
+-- within 30 minutes of one of them is deleted, and that stretch of the visitor's stored events is split into visits
+-- again: the result is what sessionizing all stored events would give, in any arrival order, and a re-delivered
+-- batch (nothing inserted) touches nothing. Writers serialize per visitor on an advisory lock taken
 -- before the rebuild reads (each statement reads what committed before it began); the locks are 1,024 hash
 -- buckets, taken in order, so a batch of many visitors holds a bounded number of locks and writers cannot deadlock.
 -- The visitors' visits and events are read by lateral subqueries that OFFSET 0 keeps apart from the join: one index

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analytics.store import queries
-from analytics.store.queries import STATS, WRITER, parse
+from analytics.store.queries import ERASURE, STATS, WRITER, parse
 
 PACKAGE = Path(queries.__file__).resolve().parents[1]
 
@@ -63,7 +63,19 @@ def names_used(mapping: str) -> set[str]:
 @pytest.mark.parametrize(
     ("mapping", "shipped", "expected"),
     [
-        ("WRITER", WRITER, {"create_staging", "merge", "inserted_count"}),
+        ("WRITER", WRITER, {"create_staging", "merge", "rebuild_visits", "inserted_count"}),
+        (
+            "ERASURE",
+            ERASURE,
+            {
+                "lock_out_writers",
+                "delete_user_events",
+                "removed_counts",
+                "visits_of_removed",
+                "uncount_user_events",
+                "erase_site",
+            },
+        ),
         ("STATS", STATS, {"day_totals", "day_top_paths", "all_time_totals", "all_time_top_paths"}),
     ],
 )
