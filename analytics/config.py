@@ -52,6 +52,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     database_url: str | None = None
+    stats_database_url: str | None = None
     redis_url: str | None = None
     data_dir: Path = Path(".analytics")
     role: Role = Role.ALL
@@ -231,6 +232,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "database_url",
         _optional_url(("postgresql", "postgres")),
         "PostgreSQL URL; unset starts an embedded PostgreSQL under ANALYTICS_DATA_DIR",
+    ),
+    _Var(
+        "STATS_DATABASE_URL",
+        "stats_database_url",
+        _optional_url(("postgresql", "postgres")),
+        "PostgreSQL with a logical replica of the rollups, for v1 stats and the site list; unset: DATABASE_URL",
     ),
     _Var(
         "REDIS_URL",

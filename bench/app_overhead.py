@@ -72,6 +72,7 @@ def build(pusher: Pusher | NoopPusher, rules: AccessRules | None = None) -> App:
     ingestion = Ingestion(
         pusher=cast(Pusher, pusher),
         pool=cast(asyncpg.Pool, None),
+        rollup_pool=cast(asyncpg.Pool, None),
         max_body_bytes=1 << 20,
         max_batch_events=1000,
         rules=rules or AccessRules(),

@@ -1,4 +1,5 @@
-"""How this service connects to PostgreSQL, in one place: the stats pool and the writer's own connections."""
+"""How this service connects to PostgreSQL, in one place: the stats pools (DATABASE_URL's, and STATS_DATABASE_URL's when
+set) and the writer's own connections."""
 
 from __future__ import annotations
 

@@ -46,11 +46,13 @@ REPORT_PATHS: Final = tuple(f"/api/v2/stats/{kind}" for kind in ("aggregate", "t
 
 @dataclass(frozen=True, slots=True)
 class Ingestion:
-    """What the api role adds to the app: ingestion and stats, and who may use them."""
+    """What the api role adds to the app: ingestion and stats, and who may use them. `rollup_pool` serves the reads of
+    the rollup tables only (a logical replica of them, or `pool` itself); `pool` the rest (`web.reporting`)."""
 
     pusher: Pusher
     enrichment: Enrichment
     pool: asyncpg.Pool
+    rollup_pool: asyncpg.Pool
     max_body_bytes: int
     max_batch_events: int
     rules: AccessRules = field(default_factory=AccessRules)
@@ -128,7 +130,7 @@ def create_app(
             hot_posts[path] = preflights[path] = Cors(rules.ingest_cors, ingest, forbidden)
             # Other methods on these paths reach the router, which answers the contract's JSON 405.
             routes.append(Route(path, _method_not_allowed, methods=["POST"]))
-        reporting = Reporting(ingestion.pool, rules.tokens, metrics)
+        reporting = Reporting(ingestion.pool, ingestion.rollup_pool, rules.tokens, metrics)
         stats = Cors(rules.stats_cors, request_response(reporting.stats))
         preflights["/api/reporting/stats"] = stats
         handlers = (reporting.aggregate, reporting.timeseries, reporting.breakdown, reporting.realtime)

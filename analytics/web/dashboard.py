@@ -69,7 +69,7 @@ class Dashboard:
         if self._configured is not None:
             return JSONResponse(SitesFound(data=SiteList(self._configured)))
         try:
-            sites = await within(STATS_DEADLINE_S, sites_with_data(self._reporting.pool))
+            sites = await within(STATS_DEADLINE_S, sites_with_data(self._reporting.rollup_pool))
         except (DatabaseError, TimeoutError) as error:
             return self._reporting.unavailable(error)
         self._reporting.recovered()

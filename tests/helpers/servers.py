@@ -28,13 +28,14 @@ Client = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 def api_app(pusher: Pusher, pool: asyncpg.Pool, metrics: Metrics, settings: Settings | None = None) -> App:
-    """The api role's app, as `analytics serve --role api` wires it, around the given pusher and pool."""
+    """The api role's app, as `analytics serve --role api` wires it without STATS_DATABASE_URL, around the given
+    pusher and pool."""
     settings = settings or Settings()
     redis, keys = pusher.client, pusher.keys
     readiness = Readiness({"redis": partial(ping, redis), "postgresql": partial(ping_database, pool)}, ["redis"])
     rules = AccessRules.from_settings(settings)
     enrichment = Enrichment.from_settings(settings, redis, keys)
-    ingestion = Ingestion(pusher, enrichment, pool, settings.max_body_bytes, settings.max_batch_events, rules)
+    ingestion = Ingestion(pusher, enrichment, pool, pool, settings.max_body_bytes, settings.max_batch_events, rules)
     return create_app(metrics, readiness, partial(snapshot, redis, keys), ingestion)
 
 

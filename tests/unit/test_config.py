@@ -70,6 +70,14 @@ def test_access_settings_are_parsed() -> None:
     assert "tok-one" not in repr(settings)
 
 
+def test_stats_read_the_database_unless_a_replica_is_set() -> None:
+    assert load_settings({"DATABASE_URL": "postgresql://db/analytics"}, env_file=None).stats_database_url is None
+    assert load_settings({"STATS_DATABASE_URL": " "}, env_file=None).stats_database_url is None
+    replica = load_settings({"STATS_DATABASE_URL": " postgres://stats@replica:5433/analytics "}, env_file=None)
+    assert replica.stats_database_url == "postgres://stats@replica:5433/analytics"
+    assert replica.database_url is None
+
+
 def test_empty_urls_mean_embedded_servers() -> None:
     settings = load_settings({"DATABASE_URL": "", "REDIS_URL": " "}, env_file=None)
     assert settings.database_url is None
@@ -90,6 +98,8 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ("PORT", "70000", "PORT: expected a number from 0 to 65535, got 70000"),
         ("DATABASE_URL", "mysql://x/y", "DATABASE_URL: expected a URL starting with postgresql:// or postgres://"),
         ("DATABASE_URL", "postgresql://h:notaport/db", "DATABASE_URL: not a valid URL"),
+        ("STATS_DATABASE_URL", "redis://x/0", "STATS_DATABASE_URL: expected a URL starting with postgresql://"),
+        ("STATS_DATABASE_URL", "postgresql://h:port/db", "STATS_DATABASE_URL: not a valid URL"),
         ("REDIS_URL", "http://x", "REDIS_URL: expected a URL starting with redis://"),
         ("ANALYTICS_ROLE", "both", "ANALYTICS_ROLE: expected one of api, writer, all, got 'both'"),
         ("ANALYTICS_MIGRATE", "maybe", "ANALYTICS_MIGRATE: expected true or false"),
