@@ -51,8 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--site", required=True, help="the site the link shows")
     create.add_argument(
         "--base-url",
-        default="http://localhost:8000",
-        help="this service's address as viewers reach it, to print the whole link (default: %(default)s)",
+        help="this service's address as viewers reach it, to print the whole link (default: http://HOST:PORT)",
     )
     actions.add_parser("list", help="every link, one JSON object a line (no tokens: only their digests are kept)")
     revoke = actions.add_parser("revoke", help="stop a link working, on every api process at once")
@@ -111,7 +110,8 @@ def _share_json(link: ShareLink) -> str:
 def _share(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "create":
         link, token = service.create_share_link(settings, args.site)
-        print(f"{args.base_url.rstrip('/')}/share/{token}")
+        base_url = args.base_url or f"http://{settings.host}:{settings.port}"
+        print(f"{base_url.rstrip('/')}/share/{token}")
         print(f"share link {link.id} for site {link.site_id}: keep it, the token is not stored", file=sys.stderr)
     elif args.action == "list":
         for link in service.share_links(settings):

@@ -21,7 +21,14 @@ REPORTS = ("aggregate", "timeseries", "breakdown", "realtime")
 
 
 def share(database_url: str, tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json"}
+    # Without --base-url the link is on the service's own HOST and PORT.
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "LOG_FORMAT": "json",
+        "HOST": "127.0.0.1",
+        "PORT": "4123",
+    }
     return subprocess.run(
         [sys.executable, "-m", "analytics", "share", *args],
         env=environment,
@@ -33,7 +40,7 @@ def share(database_url: str, tmp_path: Path, *args: str, check: bool = True) -> 
     )
 
 
-def created_token(result: subprocess.CompletedProcess[str], base_url: str = "http://localhost:8000") -> str:
+def created_token(result: subprocess.CompletedProcess[str], base_url: str = "http://127.0.0.1:4123") -> str:
     link = result.stdout.strip()
     prefix = f"{base_url}/share/"
     assert link.startswith(prefix), link
