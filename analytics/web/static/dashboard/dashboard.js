@@ -281,7 +281,24 @@
     renderReport();
   }
 
-  function renderPanel(property, title, breakdown) {
+  function panelRow(property, metric, most, row) {
+    const value = row[property];
+    const button = node('button', {
+      type: 'button', class: 'row', 'data-value': value === null ? '(none)' : String(value),
+      title: property === 'props' ? `Values of ${value}` : `Filter: ${property} is ${label(property, value)}`,
+    });
+    const bar = node('span', { class: 'bar' });
+    bar.style.width = `${(100 * row[metric]) / most}%`;
+    button.append(bar, node('span', { class: 'name' }, label(property, value)),
+      node('span', { class: 'count', 'data-count': String(row[metric]) }, compact(row[metric])));
+    button.addEventListener('click', () => (property === 'props' ? openProperty(value) : addFilter(property, value)));
+    const item = node('li');
+    item.append(button);
+    return item;
+  }
+
+  // `params` asked for the panel's first page; "Show more" asks for the next ones, ten rows at a time.
+  function renderPanel(property, title, breakdown, params) {
     const metric = countedIn(property);
     const panel = node('section', { class: 'panel', 'data-property': property });
     panel.append(node('h2', {}, title));
@@ -296,22 +313,25 @@
     }
     const most = Math.max(1, ...breakdown.results.map((row) => row[metric]));
     const list = node('ol');
-    for (const row of breakdown.results) {
-      const value = row[property];
-      const button = node('button', {
-        type: 'button', class: 'row', 'data-value': value === null ? '(none)' : String(value),
-        title: property === 'props' ? `Values of ${value}` : `Filter: ${property} is ${label(property, value)}`,
-      });
-      const bar = node('span', { class: 'bar' });
-      bar.style.width = `${(100 * row[metric]) / most}%`;
-      button.append(bar, node('span', { class: 'name' }, label(property, value)),
-        node('span', { class: 'count', 'data-count': String(row[metric]) }, compact(row[metric])));
-      button.addEventListener('click', () => (property === 'props' ? openProperty(value) : addFilter(property, value)));
-      const item = node('li');
-      item.append(button);
-      list.append(item);
-    }
+    list.append(...breakdown.results.map((row) => panelRow(property, metric, most, row)));
     panel.append(list, node('p', { class: 'empty' }, `${metric} · ${breakdown.total_rows} in all`));
+    let page = 1;
+    const more = node('button', { type: 'button', class: 'more' }, 'Show more');
+    more.hidden = breakdown.results.length >= breakdown.total_rows;
+    more.addEventListener('click', async () => {
+      more.disabled = true;
+      try {
+        const next = await api('/api/v2/stats/breakdown', { ...params, page: String(page + 1) });
+        page += 1;
+        list.append(...next.results.map((row) => panelRow(property, metric, most, row)));
+        more.hidden = list.children.length >= next.total_rows || !next.results.length;
+      } catch (error) {
+        fail(error);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    panel.append(more);
     return panel;
   }
 
@@ -333,6 +353,10 @@
     const base = { site_id: site, ...parameters(state) };
     const panels = PANELS.map(([property, title]) => (
       property === 'props' && propKey !== null ? [`props.${propKey}`, `Property: ${propKey}`] : [property, title]));
+    const panelParams = panels.map(([property]) => ({
+      ...base, ...keyed(property, base.filters), property, limit: '10',
+      metrics: countedIn(property) === 'events' ? 'events,visitors' : 'visitors',
+    }));
     $('report').setAttribute('aria-busy', 'true');
     if ($('report').hidden) show(null, 'Loading…');
     let answers;
@@ -340,10 +364,7 @@
       answers = await Promise.all([
         api('/api/v2/stats/aggregate', { ...base, metrics: METRICS.map(([m]) => m).join(','), compare: 'previous_period' }),
         api('/api/v2/stats/timeseries', { ...base, metrics: 'visitors,pageviews' }),
-        ...panels.map(([property]) => api('/api/v2/stats/breakdown', {
-          ...base, ...keyed(property, base.filters), property, limit: '10',
-          metrics: countedIn(property) === 'events' ? 'events,visitors' : 'visitors',
-        })),
+        ...panelParams.map((params) => api('/api/v2/stats/breakdown', params)),
       ]);
     } catch (error) {
       if (current === generation) fail(error);
@@ -359,7 +380,8 @@
     $('sign-out').hidden = sessionStorage.getItem(TOKEN) === null;
     renderMetrics(aggregate.results);
     renderChart(timeseries);
-    $('panels').replaceChildren(...panels.map(([property, title], i) => renderPanel(property, title, breakdowns[i])));
+    $('panels').replaceChildren(
+      ...panels.map(([property, title], i) => renderPanel(property, title, breakdowns[i], panelParams[i])));
     if (liveTimer === null) {
       refreshLive();
       liveTimer = setInterval(refreshLive, LIVE_EVERY_MS);
