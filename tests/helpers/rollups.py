@@ -40,7 +40,7 @@ RECOUNTED = {
     "event_keys": ("SELECT site_id, event_key FROM event_keys", "SELECT site_id, event_key FROM events"),
 }
 # Every table that holds a site's rows.
-SITE_TABLES = ("events", "visits", *RECOUNTED, "share_links")
+SITE_TABLES = ("events", "visits", "site_visit_bounds", *RECOUNTED, "share_links")
 
 
 def _rows(records: list[asyncpg.Record]) -> list[tuple[Any, ...]]:

@@ -38,6 +38,7 @@ DISTRIBUTED: Final = (
     "events",
     "event_keys",
     "visits",
+    "site_visit_bounds",
     "daily_totals",
     "daily_users",
     "daily_path_views",
@@ -189,6 +190,7 @@ async def test_every_key_of_a_distributed_table_holds_site_id(db: asyncpg.Connec
         "event_keys_pkey": ["site_id", "event_key"],
         "site_path_views_pkey": ["site_id", "path_md5"],
         "site_totals_pkey": ["site_id"],
+        "site_visit_bounds_pkey": ["site_id"],
         "site_users_pkey": ["site_id", "user_md5"],
         "visits_pkey": ["site_id", "visitor", "started_at"],
     }

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
+from analytics.stats import reports
+from analytics.stats.params import parse_report_query
 from analytics.store.events import merge, prepare
 from tests.helpers.databases import migrated_before
 
@@ -122,6 +124,27 @@ async def test_a_late_event_joins_two_visits_into_one(db: asyncpg.Connection) ->
     await merge(db, [record("joined", 3, "v1", 25, "page_view", "/b")])
     [visit] = await stored_visits(db, "joined")
     assert visit[3:] == (2, 3, "/a", "/b")
+
+
+async def test_an_event_of_the_period_finds_its_visit_begun_hours_before_it(
+    db: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    """The join of events to their visits reads visits from the site's longest visit before the period
+    (migrations/0011.visit_bounds.sql): a three-hour visit from the evening before still gives its source."""
+    evening = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)
+    visit = [
+        Event(
+            "long", "page_view", f"/p{n}", None, epoch_microseconds(evening + timedelta(minutes=25 * n)), 0,
+            event_id=f"long-{n}", visitor="v", source="google.com" if n == 0 else None,
+        )
+        for n in range(8)
+    ]  # fmt: skip
+    await prepare(db)
+    await merge(db, visit)
+    assert await db.fetchval("SELECT longest FROM site_visit_bounds WHERE site_id = 'long'") == timedelta(minutes=175)
+    params = {"site_id": "long", "period": "day", "date": "2026-03-29", "property": "source", "metrics": "pageviews"}
+    answer = await reports.breakdown(pool, parse_report_query("breakdown", params))
+    assert answer.results == [{"source": "google.com", "pageviews": 3}]  # 00:05, 00:30, 00:55 of the visit
 
 
 async def test_the_migration_gives_stored_events_their_visitors_and_visits(postgres_url: str) -> None:

@@ -129,6 +129,7 @@ WITH erased_events AS (
 ),
 erased_keys AS (DELETE FROM event_keys WHERE site_id = $1),
 erased_visits AS (DELETE FROM visits WHERE site_id = $1 RETURNING 1),
+erased_visit_bounds AS (DELETE FROM site_visit_bounds WHERE site_id = $1),
 erased_daily_totals AS (DELETE FROM daily_totals WHERE site_id = $1),
 erased_daily_users AS (DELETE FROM daily_users WHERE site_id = $1),
 erased_daily_path_views AS (DELETE FROM daily_path_views WHERE site_id = $1),

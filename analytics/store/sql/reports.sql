@@ -17,9 +17,13 @@ WHERE e.site_id = $1 AND e."timestamp" >= $2 AND e."timestamp" < $3{conditions}
 GROUP BY 1, 2
 
 -- name: visit_of_event
--- An event's visit, for visit dimensions of event metrics (a visitor's visits never overlap).
+-- An event's visit, for visit dimensions of event metrics (a visitor's visits never overlap). The visit began before
+-- the period's end and at most the site's longest visit before its start (migrations/0011.visit_bounds.sql): bounds
+-- on the visits' (site_id, started_at) index, so the join reads the period's visits, not all the site ever had.
 LEFT JOIN visits v
     ON v.site_id = e.site_id AND v.visitor = e.visitor AND e."timestamp" BETWEEN v.started_at AND v.ended_at
+   AND v.started_at < $3
+   AND v.started_at >= $2::timestamptz - coalesce((SELECT longest FROM site_visit_bounds WHERE site_id = $1), interval '0')
 
 -- name: visit_metrics
 -- Visit metrics by value and bucket: a visit belongs to the range and the bucket it starts in.

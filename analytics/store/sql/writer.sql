@@ -189,6 +189,8 @@ FROM (
 ) spans
 GROUP BY site_id, visitor;
 
+-- The rebuilt visits, and each site's longest visit as reports bound their joins by (migrations/0011).
+WITH rebuilt AS (
 INSERT INTO visits
 SELECT site_id, visitor, ts, last_at, pageviews, events, pages[1], pages[cardinality(pages)], referrer, source,
        utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, device, browser, browser_version, os,
@@ -222,7 +224,13 @@ FROM (
            whole_visit AS (visit_order ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ) visits_and_firsts
 WHERE position = 1
-ORDER BY site_id, visitor, ts;
+ORDER BY site_id, visitor, ts
+RETURNING site_id, ended_at - started_at AS duration
+)
+INSERT INTO site_visit_bounds AS bound (site_id, longest)
+SELECT site_id, max(duration) FROM rebuilt GROUP BY site_id
+ORDER BY site_id
+ON CONFLICT (site_id) DO UPDATE SET longest = excluded.longest WHERE excluded.longest > bound.longest;
 
 -- name: inserted_count
 SELECT count(*) FROM inserted_events;
