@@ -77,8 +77,8 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _dead_letter_json(letter: DeadLetter) -> str:
-    entry: dict[str, Any] = {"failed_at": letter.failed_at.isoformat(), "reason": letter.reason}
+def _dead_letter_json(shard: int, letter: DeadLetter) -> str:
+    entry: dict[str, Any] = {"shard": shard, "failed_at": letter.failed_at.isoformat(), "reason": letter.reason}
     try:
         event = decode_queued(letter.data)
         entry["event"] = {
@@ -93,12 +93,12 @@ def _dead_letter_json(letter: DeadLetter) -> str:
     return json.dumps(entry, ensure_ascii=False)
 
 
-def _print_dead_letters(action: str, outcome: list[DeadLetter] | int) -> None:
+def _print_dead_letters(action: str, outcome: list[tuple[int, DeadLetter]] | int) -> None:
     if isinstance(outcome, int):
         print(f"{'requeued' if action == 'requeue' else 'purged'} {outcome} record(s)")
     else:
-        for letter in outcome:
-            print(_dead_letter_json(letter))
+        for shard, letter in outcome:
+            print(_dead_letter_json(shard, letter))
 
 
 def _share_json(link: ShareLink) -> str:

@@ -59,6 +59,7 @@ class Settings:
     workers: int = 1
     migrate: bool = True
     redis_prefix: str = "analytics"
+    queue_shards: int = 1
     batch_size: int = 5000
     writer_concurrency: int = 2
     flush_interval_ms: int = 100
@@ -208,6 +209,8 @@ def _redis_prefix(text: str) -> str:
     prefix = _non_empty(text)
     if any(char in prefix for char in "{}"):
         raise ValueError("must not contain braces: it becomes the hash tag {<prefix>}")
+    if re.search(r":[0-9]+\Z", prefix):
+        raise ValueError("must not end in :<number>: {<prefix>:<n>} is the hash tag of queue shard n")
     return prefix
 
 
@@ -255,6 +258,13 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
     ),
     _Var("ANALYTICS_MIGRATE", "migrate", _boolean, "apply migrations before `serve` starts"),
     _Var("ANALYTICS_REDIS_PREFIX", "redis_prefix", _redis_prefix, "Redis keys are {<prefix>}:queue and so on"),
+    _Var(
+        "ANALYTICS_QUEUE_SHARDS",
+        "queue_shards",
+        _integer(1, 1024),
+        "queue shards, each its own hash tag ({<prefix>} for shard 0, {<prefix>:<n>} after); the api spreads pushes "
+        "over them and writer lanes take turns on them",
+    ),
     _Var("ANALYTICS_BATCH_SIZE", "batch_size", _integer(1, 100_000), "most events the writer commits at once"),
     _Var(
         "ANALYTICS_WRITER_CONCURRENCY",

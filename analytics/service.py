@@ -166,13 +166,14 @@ def apply_migrations(settings: Settings) -> list[str]:
         return migrate(database.url)
 
 
-def dead_letters(settings: Settings, action: str, limit: int) -> list[DeadLetter] | int:
-    """`analytics dead-letters`: the letters listed, or how many were requeued or purged."""
+def dead_letters(settings: Settings, action: str, limit: int) -> list[tuple[int, DeadLetter]] | int:
+    """`analytics dead-letters`: the letters listed with their shards, or how many were requeued or purged, over
+    every shard that may hold records."""
 
-    async def operate(redis_url: str) -> list[DeadLetter] | int:
+    async def operate(redis_url: str) -> list[tuple[int, DeadLetter]] | int:
         client = connect_redis(redis_url)
         try:
-            letters = DeadLetters(client, QueueKeys(settings.redis_prefix))
+            letters = DeadLetters(client, QueueKeys(settings.redis_prefix), settings.queue_shards)
             if action == "list":
                 return await letters.read(limit)
             return await (letters.requeue() if action == "requeue" else letters.purge())
@@ -314,7 +315,7 @@ class Service:
         pusher = None
         ingestion = None
         if settings.role.runs_api:
-            pusher = Pusher(client, keys, settings.queue_max_length, settings.durability)
+            pusher = Pusher(client, keys, settings.queue_max_length, settings.durability, shards=settings.queue_shards)
             rules = AccessRules.from_settings(settings)
             rules.warn_if_open()
             enrichment = Enrichment.from_settings(settings, client, keys)
@@ -327,7 +328,7 @@ class Service:
         if rollup_pool is not pool:
             checks["postgresql_stats"] = partial(ping_database, rollup_pool)
         readiness = Readiness(checks, required)
-        app = create_app(metrics, readiness, partial(snapshot, client, keys), ingestion)
+        app = create_app(metrics, readiness, partial(snapshot, client, keys, settings.queue_shards), ingestion)
         server = Server(
             server_config(
                 app,
@@ -343,7 +344,7 @@ class Service:
             Writer(
                 settings,
                 EventStore(self._database.url, settings.retention_days),
-                WriterQueue(client, keys, new_writer_id(), settings.heartbeat_ttl_s),
+                WriterQueue(client, keys, new_writer_id(), settings.heartbeat_ttl_s, settings.queue_shards),
                 metrics,
             )
             for _ in range(settings.writer_concurrency if settings.role.runs_writer else 0)

@@ -97,6 +97,7 @@ async def keys(redis: aioredis.Redis) -> AsyncIterator[QueueKeys]:
     queue_keys = QueueKeys(f"test-{secrets.token_hex(6)}")
     yield queue_keys
     leftovers = [key async for key in redis.scan_iter(match=f"{{{queue_keys.prefix}}}:*")]
+    leftovers += [key async for key in redis.scan_iter(match=f"{{{queue_keys.prefix}:*}}:*")]  # shards past 0
     if leftovers:
         await redis.delete(*leftovers)
 

@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -62,20 +62,41 @@ class QueueGauges:
         self._dead = 0
         self._writers_alive = 0
         self._processing: dict[str, int] = {}
+        self._shard_depths: list[int] = []
 
-    def set(self, queued: int, dead: int, writers_alive: int, processing: Mapping[str, int]) -> None:
+    def set(
+        self,
+        queued: int,
+        dead: int,
+        writers_alive: int,
+        processing: Mapping[str, int],
+        shard_depths: Sequence[int],
+    ) -> None:
         self._queued = queued
         self._dead = dead
         self._writers_alive = writers_alive
         self._processing = dict(processing)
+        self._shard_depths = list(shard_depths)
 
     def collect(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily("analytics_queue_depth", "Events waiting in the queue.", value=self._queued)
-        processing = GaugeMetricFamily("analytics_processing_events", "Events held by each writer.", labels=["writer"])
+        yield GaugeMetricFamily(
+            "analytics_queue_depth", "Events waiting in the queue (all shards).", value=self._queued
+        )
+        shards = GaugeMetricFamily(
+            "analytics_queue_shard_depth", "Events waiting in each queue shard.", labels=["shard"]
+        )
+        for shard, depth in enumerate(self._shard_depths):
+            shards.add_metric([str(shard)], depth)
+        yield shards
+        processing = GaugeMetricFamily(
+            "analytics_processing_events", "Events held by each writer lane (all shards).", labels=["writer"]
+        )
         for writer_id, held in self._processing.items():
             processing.add_metric([writer_id], held)
         yield processing
-        yield GaugeMetricFamily("analytics_dead_letters", "Records in the dead-letter list.", value=self._dead)
+        yield GaugeMetricFamily(
+            "analytics_dead_letters", "Records in the dead-letter lists (all shards).", value=self._dead
+        )
         yield GaugeMetricFamily(
             "analytics_writers_alive", "Registered writers whose heartbeat has not expired.", value=self._writers_alive
         )

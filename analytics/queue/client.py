@@ -15,6 +15,7 @@ from analytics.config import ConfigError, Durability
 from analytics.errors import QueueUnavailable
 from analytics.observability.logs import describe_error
 from analytics.queue.keys import QueueKeys
+from analytics.queue.shards import known_shards
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -23,12 +24,13 @@ Redis = aioredis.Redis
 
 
 class QueueSnapshot(msgspec.Struct, frozen=True):
-    """The queue as a scrape sees it."""
+    """The queue as a scrape sees it: totals over the shards, and each shard's depth."""
 
     queued: int
     dead: int
     processing: dict[str, int]
     writers_alive: int
+    shard_depths: tuple[int, ...] = ()
 
 
 def connect_redis(url: str) -> aioredis.Redis:
@@ -66,21 +68,38 @@ async def ping(client: aioredis.Redis) -> None:
 
 
 @translated
-async def snapshot(client: aioredis.Redis, keys: QueueKeys) -> QueueSnapshot:
-    """Queue depth, dead letters, and what each registered writer holds, in two round trips."""
+async def snapshot(client: aioredis.Redis, keys: QueueKeys, shards: int = 1) -> QueueSnapshot:
+    """Queue depth, dead letters and what each registered writer lane holds, summed over every shard that may hold
+    records (`shards` is this process's setting), in three round trips."""
+    shard_keys = [keys.of_shard(shard) for shard in range(await known_shards(client, keys, shards))]
     async with client.pipeline(transaction=False) as pipe:
-        pipe.llen(keys.queue)
-        pipe.llen(keys.dead)
-        pipe.smembers(keys.writers)
-        queued, dead, members = await pipe.execute()
-    writer_ids = sorted(member.decode() for member in members)
-    async with client.pipeline(transaction=False) as pipe:
-        for writer_id in writer_ids:
-            pipe.llen(keys.processing(writer_id))
-            pipe.exists(keys.heartbeat(writer_id))
+        for each in shard_keys:
+            pipe.llen(each.queue)
+            pipe.llen(each.dead)
+            pipe.smembers(each.writers)
         replies = await pipe.execute()
-    held = dict(zip(writer_ids, replies[0::2], strict=True))
-    return QueueSnapshot(queued=queued, dead=dead, processing=held, writers_alive=sum(replies[1::2]))
+    depths: list[int] = replies[0::3]
+    registered = [
+        (each, member.decode()) for each, members in zip(shard_keys, replies[2::3], strict=True) for member in members
+    ]
+    async with client.pipeline(transaction=False) as pipe:
+        for each, writer_id in registered:
+            pipe.llen(each.processing(writer_id))
+            pipe.exists(each.heartbeat(writer_id))
+        held_and_alive = await pipe.execute()
+    held: dict[str, int] = {}
+    alive: set[str] = set()
+    for (_, writer_id), count, beating in zip(registered, held_and_alive[0::2], held_and_alive[1::2], strict=True):
+        held[writer_id] = held.get(writer_id, 0) + count
+        if beating:
+            alive.add(writer_id)
+    return QueueSnapshot(
+        queued=sum(depths),
+        dead=sum(replies[1::3]),
+        processing=dict(sorted(held.items())),
+        writers_alive=len(alive),
+        shard_depths=tuple(depths),
+    )
 
 
 @translated

@@ -1,5 +1,5 @@
-"""Records the writer could not store, with the reason: kept in `{prefix}:dead` for an operator to read, requeue or
-drop."""
+"""Records the writer could not store, with the reason: kept in each queue shard's dead list (`{prefix}:dead`,
+`{prefix:n}:dead`) for an operator to read, requeue or drop."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import msgspec
 from analytics.queue.client import Redis, translated
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK
+from analytics.queue.shards import known_shards
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -33,36 +34,55 @@ def decode_dead_letter(entry: bytes) -> DeadLetter:
 
 
 class DeadLetters:
-    """Operator's view of `{prefix}:dead`: read it, send it back to the queue, or empty it."""
+    """Operator's view of the dead lists of every shard that may hold records: read them, send each back to its own
+    shard's queue, or empty them. `shards` is this process's setting; the deployment's recorded count may be more."""
 
-    def __init__(self, client: Redis, keys: QueueKeys) -> None:
+    def __init__(self, client: Redis, keys: QueueKeys, shards: int = 1) -> None:
         self._client = client
         self._keys = keys
+        self._shards = shards
+
+    async def _shard_keys(self) -> list[QueueKeys]:
+        return [
+            self._keys.of_shard(shard) for shard in range(await known_shards(self._client, self._keys, self._shards))
+        ]
 
     @translated
-    async def read(self, limit: int) -> list[DeadLetter]:
-        entries = await cast("Awaitable[list[bytes]]", self._client.lrange(self._keys.dead, 0, limit - 1))
-        return [decode_dead_letter(entry) for entry in entries]
+    async def read(self, limit: int) -> list[tuple[int, DeadLetter]]:
+        """Up to `limit` letters with their shard, shard by shard in order."""
+        letters: list[tuple[int, DeadLetter]] = []
+        for keys in await self._shard_keys():
+            if len(letters) >= limit:
+                break
+            entries = await cast("Awaitable[list[bytes]]", self._client.lrange(keys.dead, 0, limit - len(letters) - 1))
+            letters += [(keys.shard, decode_dead_letter(entry)) for entry in entries]
+        return letters
 
     @translated
     async def requeue(self) -> int:
-        """Chunk by chunk, each in one transaction; writers only append, so trimming the head is safe."""
+        """Chunk by chunk, each in one transaction on one shard's keys (one Redis Cluster slot); writers only append,
+        so trimming the head is safe."""
         moved = 0
-        while True:
-            entries = await cast("Awaitable[list[bytes]]", self._client.lrange(self._keys.dead, 0, PUSH_CHUNK - 1))
-            if not entries:
-                return moved
-            records = [decode_dead_letter(entry).data for entry in entries]
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.rpush(self._keys.queue, *records)
-                pipe.ltrim(self._keys.dead, len(entries), -1)
-                await pipe.execute()
-            moved += len(entries)
+        for keys in await self._shard_keys():
+            while True:
+                entries = await cast("Awaitable[list[bytes]]", self._client.lrange(keys.dead, 0, PUSH_CHUNK - 1))
+                if not entries:
+                    break
+                records = [decode_dead_letter(entry).data for entry in entries]
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.rpush(keys.queue, *records)
+                    pipe.ltrim(keys.dead, len(entries), -1)
+                    await pipe.execute()
+                moved += len(entries)
+        return moved
 
     @translated
     async def purge(self) -> int:
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.llen(self._keys.dead)
-            pipe.delete(self._keys.dead)
-            length, _ = await pipe.execute()
-        return int(length)
+        purged = 0
+        for keys in await self._shard_keys():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.llen(keys.dead)
+                pipe.delete(keys.dead)
+                length, _ = await pipe.execute()
+            purged += int(length)
+        return purged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Final, cast
@@ -15,6 +16,7 @@ from analytics.errors import NotConfirmed, QueueFull, QueueUnavailable
 from analytics.observability.logs import StateLog
 from analytics.queue.client import Redis
 from analytics.queue.keys import QueueKeys
+from analytics.queue.shards import record_shards
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +31,16 @@ MIN_PUSH_BUDGET_S: Final = 0.1
 # answer arrives before the deadline abandons the push and drops its connection. Redis ends a blocked command in its
 # cron, 10 times a second by default (`hz 10`): a WAIT answered 40-100 ms after its timeout here.
 CONFIRM_MARGIN_S: Final = 0.15
+# How often the shard count is recorded again (`queue.shards`), in case Redis lost it: writers and operators' commands
+# cover every shard a recorded count names.
+RECORD_SHARDS_EVERY_S: Final = 30.0
 
 
 class Pusher:
     """Coalesces the records of concurrent requests into one push: an RPUSH, or MULTI/EXEC over chunks of them.
+
+    Each push goes to one queue shard, the next in turn (each process starts at a random one), so pushes spread
+    evenly over the shards and a push stays one command on one key: atomic, and on one Redis Cluster node.
 
     One push is in flight at a time; requests arriving meanwhile wait for the next one, so under load each
     round trip carries many requests. MULTI/EXEC makes a push all-or-nothing: a request answered 503 queued none
@@ -46,6 +54,9 @@ class Pusher:
     With a `durability` other than async, the push is followed by one wait for a replica (WAIT) or for the fsync
     (WAITAOF), within the same deadline: one wait per flush, however many requests it carries. A push Redis holds
     but does not confirm in time is answered 503 (`NotConfirmed`).
+
+    The cap, `max_length`, is on the events queued in all shards together: each push returns its shard's length,
+    and their sum is checked before every push.
     """
 
     def __init__(
@@ -55,10 +66,12 @@ class Pusher:
         max_length: int,
         durability: Durability = Durability.ASYNC,
         deadline_s: float = PUSH_DEADLINE_S,
+        shards: int = 1,
     ) -> None:
         self.client = client
         self.keys = keys
-        self._key = keys.queue
+        self._queues = [keys.of_shard(shard).queue for shard in range(shards)]
+        self._next_shard = random.randrange(shards)
         self._max_length = max_length
         self._durability = durability
         self._deadline_s = deadline_s
@@ -66,7 +79,9 @@ class Pusher:
         self._oldest_at = 0.0  # loop time when the oldest pending request arrived
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._known_length = 0
+        self._shards_recorded_at: float | None = None
+        self._known_lengths = [0] * shards
+        self._known_length = 0  # their sum
         self._length_checked_at = 0.0
         self._was_full = False
         self._redis = StateLog(logger, "redis unavailable, ingestion answers 503", "redis available again")
@@ -111,14 +126,19 @@ class Pusher:
         error: Exception | None = None
         try:
             async with asyncio.timeout_at(deadline):
+                await self._record_shards()
                 if await self._over_cap():
                     error = QueueFull(f"the queue holds {self._known_length} events, its cap is {self._max_length}")
                 else:
                     records = [record for records, _ in batch for record in records]
+                    shard = self._next_shard
+                    self._next_shard = (shard + 1) % len(self._queues)
                     if self._durability is Durability.ASYNC:
-                        self._known_length = await self._rpush(records)
+                        length = await self._rpush(self._queues[shard], records)
                     else:
-                        self._known_length = await self._rpush_confirmed(records, deadline)
+                        length = await self._rpush_confirmed(self._queues[shard], records, deadline)
+                    self._known_length += length - self._known_lengths[shard]
+                    self._known_lengths[shard] = length
         except RedisError as failure:
             error = QueueUnavailable(str(failure))
             self._redis.failed(failure)
@@ -144,17 +164,17 @@ class Pusher:
             else:
                 future.set_exception(error)
 
-    async def _rpush(self, records: list[bytes]) -> int:
+    async def _rpush(self, key: str, records: list[bytes]) -> int:
         if len(records) <= PUSH_CHUNK:
             # One RPUSH is atomic by itself; MULTI/EXEC around it cost ~30 us more per push (bench/RESULTS.md).
-            return await cast("Awaitable[int]", self.client.rpush(self._key, *records))
+            return await cast("Awaitable[int]", self.client.rpush(key, *records))
         async with self.client.pipeline(transaction=True) as pipe:
             for start in range(0, len(records), PUSH_CHUNK):
-                pipe.rpush(self._key, *records[start : start + PUSH_CHUNK])
+                pipe.rpush(key, *records[start : start + PUSH_CHUNK])
             lengths: list[int] = await pipe.execute()
         return lengths[-1]
 
-    async def _rpush_confirmed(self, records: list[bytes], deadline: float) -> int:
+    async def _rpush_confirmed(self, key: str, records: list[bytes], deadline: float) -> int:
         """The push and its wait in one round trip on one connection: WAIT and WAITAOF count the writes sent before
         them on their own connection only, and inside MULTI they answer at once without waiting, so a push of
         several chunks is MULTI, RPUSH…, EXEC, and the wait follows the EXEC."""
@@ -164,7 +184,7 @@ class Pusher:
             if len(chunks) > 1:
                 pipe.execute_command("MULTI")
             for chunk in chunks:
-                pipe.rpush(self._key, *chunk)
+                pipe.rpush(key, *chunk)
             if len(chunks) > 1:
                 pipe.execute_command("EXEC")
             if self._durability is Durability.REPLICA:
@@ -184,14 +204,37 @@ class Pusher:
             raise NotConfirmed(f"Redis holds the push, but did not confirm its fsync within {timeout_ms} ms")
         return cast(int, pushed)
 
+    async def _record_shards(self) -> None:
+        """Before the first push (and again now and then): the deployment's record of the shards that may hold
+        records must include every shard this process pushes to, or a writer started with fewer would never look."""
+        now = time.monotonic()
+        if self._shards_recorded_at is not None and now - self._shards_recorded_at < RECORD_SHARDS_EVERY_S:
+            return
+        covered = await record_shards(self.client, self.keys, len(self._queues))
+        if self._shards_recorded_at is None and covered > len(self._queues):
+            logger.warning(
+                "ANALYTICS_QUEUE_SHARDS is %s but %s shards have been used: pushes go to the first %s, writers keep "
+                "draining all %s",
+                len(self._queues),
+                covered,
+                len(self._queues),
+                covered,
+            )
+        self._shards_recorded_at = now
+
     async def _over_cap(self) -> bool:
-        """Each push returns the queue length; only while over the cap is it re-read, at most every 100 ms."""
+        """Each push returns its shard's length; only while their sum is over the cap are the shards re-read, at most
+        every 100 ms."""
         if self._known_length < self._max_length:
             return False
         now = time.monotonic()
         if now - self._length_checked_at >= LENGTH_RECHECK_S:
             self._length_checked_at = now
-            self._known_length = await cast("Awaitable[int]", self.client.llen(self._key))
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in self._queues:
+                    pipe.llen(key)
+                self._known_lengths = await pipe.execute()
+            self._known_length = sum(self._known_lengths)
         full = self._known_length >= self._max_length
         if full != self._was_full:
             self._was_full = full

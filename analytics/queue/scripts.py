@@ -13,3 +13,5 @@ def _script(name: str) -> str:
 CLAIM: Final = _script("claim")
 RECOVER: Final = _script("recover")
 GIVE_BACK: Final = _script("give_back")
+RENEW: Final = _script("renew")
+RELEASE: Final = _script("release")

@@ -92,5 +92,5 @@ class Health:
         except Exception:
             logger.debug("queue gauges skipped: Redis did not answer")
         else:
-            metrics.queue.set(queue.queued, queue.dead, queue.writers_alive, queue.processing)
+            metrics.queue.set(queue.queued, queue.dead, queue.writers_alive, queue.processing, queue.shard_depths)
         return Response(metrics.render(), media_type=PROMETHEUS_TEXT)

@@ -74,16 +74,21 @@ class Writer:
         logger.info("writer %s stopped after storing %s events", self._queue.writer_id, self.stored)
 
     async def _loop(self) -> None:
-        registered = False
+        """One batch per turn on a shard (`WriterQueue.take_turn`); a turn ends only after its batch was acked or
+        given back, so a Redis error mid-turn resumes the same shard from what its processing list holds."""
+        counted = False
         while not self._stop.is_set():
             try:
-                if not registered:  # before the first claim, or recovery would never find this writer's batch
-                    await self._queue.heartbeat()
-                    registered = True
+                if not counted:  # the shards that may hold records, recorded before this lane moves any
+                    await self._queue.refresh_shards()
+                    counted = True
+                if not self._queue.in_turn:
+                    await self._queue.take_turn()  # registers in the shard before the first claim there
                 batch = await self._collect()
                 if batch:
                     await self._commit(batch)
                     await self._queue.ack()
+                await self._queue.end_turn()
                 self._redis.recovered()
             except QueueUnavailable as error:
                 self._redis.failed(error)
@@ -173,7 +178,8 @@ class Writer:
             await self._queue.retire()
 
     async def _housekeeping(self) -> None:
-        """Beat the heartbeat often enough to survive two misses; recover dead writers' batches."""
+        """Beat the heartbeat (and renew the lease) often enough to survive two misses; recover dead writers' batches
+        in every shard."""
         interval = self._settings.heartbeat_ttl_s / 3
         next_recovery = 0.0
         while True:
@@ -181,6 +187,7 @@ class Writer:
                 await self._queue.heartbeat()
                 self._metrics.heartbeats.inc()
                 if time.monotonic() >= next_recovery:
+                    await self._queue.refresh_shards()  # an api started with more shards is covered from here on
                     await self._queue.recover_orphans()
                     next_recovery = time.monotonic() + self._settings.heartbeat_ttl_s
             except QueueUnavailable:

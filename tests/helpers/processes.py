@@ -79,6 +79,11 @@ class RoleProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def start(self) -> RoleProcess:
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(

@@ -43,11 +43,14 @@ class Stack:
         return numbers
 
     async def queue_state(self, redis: aioredis.Redis) -> tuple[int, int, int]:
-        """(queued, held in processing lists, dead-lettered)."""
-        held = 0
-        async for key in redis.scan_iter(match=f"{{{self.keys.prefix}}}:processing:*"):
-            held += await redis.llen(key)
-        return await redis.llen(self.keys.queue), held, await redis.llen(self.keys.dead)
+        """(queued, held in processing lists, dead-lettered), over every queue shard."""
+        totals = {"queue": 0, "processing": 0, "dead": 0}
+        for pattern in (f"{{{self.keys.prefix}}}:*", f"{{{self.keys.prefix}:*}}:*"):
+            async for key in redis.scan_iter(match=pattern):
+                kind = key.decode().split("}:", 1)[1].split(":", 1)[0]
+                if kind in totals:
+                    totals[kind] += await redis.llen(key)
+        return totals["queue"], totals["processing"], totals["dead"]
 
 
 async def drained(stack: Stack, redis: aioredis.Redis, expected: set[int], timeout_s: float = 90) -> set[int]:

@@ -88,3 +88,54 @@ def test_prefixes_are_apart() -> None:
 def test_a_prefix_that_would_not_be_one_hash_tag_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="hash tag"):
         QueueKeys(prefix)
+
+
+def test_one_shard_keeps_the_key_names_of_the_unsharded_queue() -> None:
+    """Shard 0 is the queue as it was before shards: a deployment that upgrades finds its records and processing
+    lists under the same names (ANALYTICS_QUEUE_SHARDS defaults to 1, which is shard 0 alone)."""
+    for keys in (QueueKeys("analytics"), QueueKeys("analytics", 0), QueueKeys("analytics", 5).of_shard(0)):
+        assert keys.tag == "{analytics}"
+        assert (keys.queue, keys.dead, keys.writers) == ("{analytics}:queue", "{analytics}:dead", "{analytics}:writers")
+        assert keys.processing("host-1-abc") == "{analytics}:processing:host-1-abc"
+        assert keys.heartbeat("host-1-abc") == "{analytics}:heartbeat:host-1-abc"
+    assert QueueKeys("analytics").lease == "{analytics}:lease"
+
+
+def test_shard_n_has_the_hash_tag_prefix_colon_n() -> None:
+    keys = QueueKeys("analytics", 3)
+    assert (keys.queue, keys.dead, keys.writers, keys.lease) == (
+        "{analytics:3}:queue",
+        "{analytics:3}:dead",
+        "{analytics:3}:writers",
+        "{analytics:3}:lease",
+    )
+    assert keys.processing("w") == "{analytics:3}:processing:w"
+    assert keys.heartbeat("w") == "{analytics:3}:heartbeat:w"
+    # What every process shares stays on shard 0's tag, whatever shard it is asked from.
+    assert keys.shard_count == QueueKeys("analytics").shard_count == "{analytics}:shards"
+    assert keys.salt("2025-11-12") == "{analytics}:salt:2025-11-12"
+
+
+@pytest.mark.parametrize("prefix", ["analytics", "test-1a2b3c", "ünïcode"])
+def test_every_key_a_script_touches_is_in_its_shards_one_slot(prefix: str) -> None:
+    """What Redis Cluster needs: claim, recover, give back, the lease and a dead-letter requeue each touch one shard's
+    keys, so each shard's keys must share a slot, and the slot must be the shard's own tag's."""
+    for shard in range(16):
+        keys = QueueKeys(prefix, shard)
+        slots = {slot(key) for key in [*every_key(keys, ("w1", "odd{id}")), keys.lease]}
+        assert slots == {slot(keys.tag)}, shard
+
+
+def test_shards_spread_over_slots_and_never_share_a_key() -> None:
+    """Shards exist to spread the queue over a cluster's nodes: their tags must hash apart."""
+    shards = [QueueKeys("analytics", shard) for shard in range(16)]
+    assert len({slot(keys.tag) for keys in shards}) == 16
+    names = [set(every_key(keys)) | {keys.lease} for keys in shards]
+    assert sum(len(each) for each in names) == len(set().union(*names))
+
+
+@pytest.mark.parametrize("prefix", ["a:1", "analytics:0", "x:42"])
+def test_a_prefix_that_would_be_another_prefixs_shard_is_refused(prefix: str) -> None:
+    """`{a:1}` is shard 1 of prefix `a`: a deployment with prefix `a:1` would share its keys."""
+    with pytest.raises(ValueError, match="shard"):
+        QueueKeys(prefix)
