@@ -64,12 +64,17 @@ class Writer:
     async def run(self) -> None:
         """Until `stop()`: commit batches; on the way out, commit or give back what it holds."""
         logger.info("writer %s started", self._queue.writer_id)
+        finished = asyncio.Event()
         async with asyncio.TaskGroup() as group:
-            housekeeping = group.create_task(self._housekeeping())
+            housekeeping = group.create_task(self._housekeeping(finished))
             try:
                 await self._loop()
             finally:
-                housekeeping.cancel()
+                # Told, not cancelled: a cancellation landing inside a redis-py command can come back as a connection
+                # error, which housekeeping takes for an outage and carries on (a stop that never ended, seen under
+                # load). Told, it ends after its current command, bounded by the client's socket timeout.
+                finished.set()
+                await housekeeping
                 await self._close()
         logger.info("writer %s stopped after storing %s events", self._queue.writer_id, self.stored)
 
@@ -177,12 +182,12 @@ class Writer:
             await self._queue.give_back()
             await self._queue.retire()
 
-    async def _housekeeping(self) -> None:
-        """Beat the heartbeat (and renew the lease) often enough to survive two misses; recover dead writers' batches
-        in every shard."""
+    async def _housekeeping(self, finished: asyncio.Event) -> None:
+        """Until the lane's loop has `finished`: beat the heartbeat (and renew the lease) often enough to survive two
+        misses; recover dead writers' batches in every shard."""
         interval = self._settings.heartbeat_ttl_s / 3
         next_recovery = 0.0
-        while True:
+        while not finished.is_set():
             try:
                 await self._queue.heartbeat()
                 self._metrics.heartbeats.inc()
@@ -192,7 +197,8 @@ class Writer:
                     next_recovery = time.monotonic() + self._settings.heartbeat_ttl_s
             except QueueUnavailable:
                 pass  # the main loop reports Redis outages
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), interval)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when asked to stop."""
