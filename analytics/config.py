@@ -54,6 +54,7 @@ class Settings:
     database_url: str | None = None
     stats_database_url: str | None = None
     redis_url: str | None = None
+    redis_cluster: bool = False
     data_dir: Path = Path(".analytics")
     role: Role = Role.ALL
     workers: int = 1
@@ -247,6 +248,12 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "redis_url",
         _optional_url(("redis", "rediss", "unix")),
         "Redis/Valkey URL; unset starts an embedded Valkey under ANALYTICS_DATA_DIR",
+    ),
+    _Var(
+        "ANALYTICS_REDIS_CLUSTER",
+        "redis_cluster",
+        _boolean,
+        "REDIS_URL names a node of a Redis/Valkey Cluster: keys go to the nodes that own their slots",
     ),
     _Var("ANALYTICS_DATA_DIR", "data_dir", lambda text: Path(_non_empty(text)), "where embedded servers keep data"),
     _Var("ANALYTICS_ROLE", "role", _choice(tuple(Role), Role), "what `serve` runs: api, writer or all"),

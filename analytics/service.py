@@ -29,7 +29,8 @@ from analytics.events.contract import SITE_ID_MAX, USER_ID_MAX
 from analytics.observability import logs
 from analytics.observability.logs import describe_error
 from analytics.observability.metrics import Metrics, multiprocess_collection
-from analytics.queue.client import Redis, check_durability, connect_redis, ping, snapshot
+from analytics.queue.client import check_durability, ping, snapshot
+from analytics.queue.connection import Redis, connect_redis
 from analytics.queue.consumer import WriterQueue
 from analytics.queue.dead_letters import DeadLetter, DeadLetters
 from analytics.queue.keys import QueueKeys
@@ -69,6 +70,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 def backend(settings: Settings, kind: Kind, access: Access) -> Iterator[Backend]:
     """The configured server, or the data dir's embedded one (see `embedded_server` for `access`)."""
     configured = settings.database_url if kind is POSTGRESQL else settings.redis_url
+    if kind is VALKEY and settings.redis_cluster and not configured:
+        raise ConfigError("ANALYTICS_REDIS_CLUSTER needs REDIS_URL naming a node of the cluster")
     if configured:
         yield Backend(kind, configured)
     else:
@@ -171,7 +174,7 @@ def dead_letters(settings: Settings, action: str, limit: int) -> list[tuple[int,
     every shard that may hold records."""
 
     async def operate(redis_url: str) -> list[tuple[int, DeadLetter]] | int:
-        client = connect_redis(redis_url)
+        client = connect_redis(redis_url, settings.redis_cluster)
         try:
             letters = DeadLetters(client, QueueKeys(settings.redis_prefix), settings.queue_shards)
             if action == "list":
@@ -274,7 +277,7 @@ class Service:
     async def run(self) -> int:
         async with contextlib.AsyncExitStack() as stack:
             stack.enter_context(self._signals())
-            client = connect_redis(self._redis.url)
+            client = connect_redis(self._redis.url, self._settings.redis_cluster)
             stack.push_async_callback(client.aclose)
             if self._settings.role.runs_api:
                 await _check_durability(client, self._settings.durability)

@@ -33,7 +33,8 @@ from starlette.types import ASGIApp, Message, Scope
 
 from analytics.config import Settings
 from analytics.observability.metrics import Metrics
-from analytics.queue.client import QueueSnapshot, connect_redis
+from analytics.queue.client import QueueSnapshot
+from analytics.queue.connection import connect_redis
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import Pusher
 from analytics.web.access import AccessRules

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from analytics.config import Settings
 from analytics.dev.embedded import embedded_postgres, embedded_valkey
 from analytics.observability.metrics import Metrics
-from analytics.queue.client import connect_redis
+from analytics.queue.connection import connect_redis
 from analytics.queue.consumer import WriterQueue
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import Pusher

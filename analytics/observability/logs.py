@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -103,7 +104,12 @@ class StateLog:
         self.failures = 0
 
 
+# redis-py names a failed pipeline command with all its arguments: a push's are the events themselves.
+_PIPELINE_COMMAND: Final = re.compile(r"\ACommand # (\d+) \((\S+) .*?\) of pipeline caused error: ", re.DOTALL)
+
+
 def describe_error(error: BaseException) -> str:
-    """One short line for logs and 503 bodies: the exception type and the first line of its message."""
-    lines = str(error).splitlines()
+    """One short line for logs and 503 bodies: the exception type and the first line of its message (a pipeline
+    command by its name only)."""
+    lines = _PIPELINE_COMMAND.sub(r"Command # \1 (\2 …) of pipeline caused error: ", str(error)).splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

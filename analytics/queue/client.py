@@ -1,5 +1,5 @@
-"""The Redis connection policy, the translation of redis-py's errors into the project's, what scrapes read, and
-whether the server can confirm pushes as durable as asked."""
+"""The translation of redis-py's errors into the project's, what scrapes read, and whether the servers can confirm
+pushes as durable as asked."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from analytics.config import ConfigError, Durability
 from analytics.errors import QueueUnavailable
 from analytics.observability.logs import describe_error
+from analytics.queue.connection import ClusterClient, Redis, primaries, replicas
 from analytics.queue.keys import QueueKeys
 from analytics.queue.shards import known_shards
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-Redis = aioredis.Redis
 
 
 class QueueSnapshot(msgspec.Struct, frozen=True):
@@ -31,22 +31,6 @@ class QueueSnapshot(msgspec.Struct, frozen=True):
     processing: dict[str, int]
     writers_alive: int
     shard_depths: tuple[int, ...] = ()
-
-
-def connect_redis(url: str) -> aioredis.Redis:
-    """A client that pings idle connections before use and gives up on a silent server after 5 s.
-
-    Shared by the api, the writers (whose blocking BLMOVE must fit in the socket timeout) and the CLI; ingestion
-    does not wait for this timeout: the `Pusher` bounds every push by its own deadline.
-    """
-    # redis-py types its async commands as `Awaitable[T] | T` (shared with the sync client): hence the casts below.
-    return aioredis.Redis.from_url(  # type: ignore[no-any-return]
-        url,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-        health_check_interval=15,
-        max_connections=64,
-    )
 
 
 def translated(operation: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -63,12 +47,17 @@ def translated(operation: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[An
 
 
 @translated
-async def ping(client: aioredis.Redis) -> None:
-    await cast("Awaitable[bool]", client.ping())
+async def ping(client: Redis) -> None:
+    """Every server that takes pushes answers: the one server, or every primary (a replica's absence is the
+    durability's concern)."""
+    if isinstance(client, ClusterClient):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await cast("Awaitable[bool]", client.ping())
 
 
 @translated
-async def snapshot(client: aioredis.Redis, keys: QueueKeys, shards: int = 1) -> QueueSnapshot:
+async def snapshot(client: Redis, keys: QueueKeys, shards: int = 1) -> QueueSnapshot:
     """Queue depth, dead letters and what each registered writer lane holds, summed over every shard that may hold
     records (`shards` is this process's setting), in three round trips."""
     shard_keys = [keys.of_shard(shard) for shard in range(await known_shards(client, keys, shards))]
@@ -103,29 +92,51 @@ async def snapshot(client: aioredis.Redis, keys: QueueKeys, shards: int = 1) -> 
 
 
 @translated
-async def check_durability(client: aioredis.Redis, durability: Durability) -> str | None:
-    """Refuse (`ConfigError`) a durability this server can never confirm, so that it fails at start rather than as a
-    503 on every push; the warning (returned) when it cannot confirm it yet, a replica that may still connect."""
-    if durability is Durability.REPLICA:
-        replication = await client.info("replication")
-        if int(replication.get("connected_slaves", 0)) == 0:
-            return "no replica is connected to Redis: ingestion answers 503 until one is"
-    elif durability is Durability.FSYNC:
-        server = await client.info("server")
-        valkey = server.get("valkey_version")
-        name = f"Valkey {valkey}" if valkey else f"Redis {server.get('redis_version')}"
-        refusal = f"ANALYTICS_DURABILITY=fsync: {name} cannot confirm the fsync of a push"
-        try:
-            # Answers at once: nothing was written on this connection yet.
-            await cast("Awaitable[list[int]]", client.waitaof(0, 0, 1))
-        except ResponseError as error:
-            raise ConfigError(f"{refusal}: it refuses WAITAOF ({error}); WAITAOF needs Redis 7.2+ or Valkey") from None
-        if not int((await client.info("persistence"))["aof_enabled"]):
-            raise ConfigError(f"{refusal}: it runs with appendonly no (set appendonly yes)")
-        try:
-            policy = (await client.config_get("appendfsync")).get("appendfsync")
-        except ResponseError:
-            policy = None  # CONFIG renamed or forbidden (managed Redis): WAITAOF's own answers will say
-        if policy == "no":
-            raise ConfigError(f"{refusal}: with appendfsync no it never fsyncs (set appendfsync everysec or always)")
+async def check_durability(client: Redis, durability: Durability) -> str | None:
+    """Refuse (`ConfigError`) a durability the servers can never confirm, so that it fails at start rather than as a
+    503 on every push; the warning (returned) when they cannot confirm it yet, a replica that may still connect.
+
+    On a cluster every primary is checked, and for fsync every replica too: a failover promotes a replica, so there
+    a push's fsync is confirmed on its primary and on a replica (`Pusher`)."""
+    servers = await primaries(client)
+    if durability is Durability.FSYNC:
+        for server in servers:
+            await _check_fsync(server, primary=True)
+        for server in await replicas(client):
+            await _check_fsync(server, primary=False)
+    if durability is Durability.REPLICA or (durability is Durability.FSYNC and isinstance(client, ClusterClient)):
+        for server in servers:
+            replication = await server.info("replication")
+            if int(replication.get("connected_slaves", 0)) == 0:
+                where = "Redis" if server is client else f"the primary at {_address(server)}"
+                return f"no replica is connected to {where}: ingestion answers 503 until one is"
     return None
+
+
+def _address(server: aioredis.Redis) -> str:
+    kwargs = server.connection_pool.connection_kwargs
+    return f"{kwargs.get('host')}:{kwargs.get('port')}"
+
+
+async def _check_fsync(server: aioredis.Redis, primary: bool) -> None:
+    """A primary must answer WAITAOF (a replica refuses it, and its fsync is reported by its primary's WAITAOF)."""
+    info = await server.info("server")
+    valkey = info.get("valkey_version")
+    name = f"Valkey {valkey}" if valkey else f"Redis {info.get('redis_version')}"
+    if not primary:
+        name = f"the replica at {_address(server)} ({name})"
+    refusal = f"ANALYTICS_DURABILITY=fsync: {name} cannot confirm the fsync of a push"
+    try:
+        if primary:
+            # Answers at once: nothing was written on this connection yet.
+            await cast("Awaitable[list[int]]", server.waitaof(0, 0, 1))
+    except ResponseError as error:
+        raise ConfigError(f"{refusal}: it refuses WAITAOF ({error}); WAITAOF needs Redis 7.2+ or Valkey") from None
+    if not int((await server.info("persistence"))["aof_enabled"]):
+        raise ConfigError(f"{refusal}: it runs with appendonly no (set appendonly yes)")
+    try:
+        policy = (await server.config_get("appendfsync")).get("appendfsync")
+    except ResponseError:
+        policy = None  # CONFIG renamed or forbidden (managed Redis): WAITAOF's own answers will say
+    if policy == "no":
+        raise ConfigError(f"{refusal}: with appendfsync no it never fsyncs (set appendfsync everysec or always)")

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
-from analytics.queue.client import Redis, translated
+from analytics.queue.client import translated
+from analytics.queue.connection import Redis, holder_of, script
 from analytics.queue.dead_letters import DeadLetter, encode_dead_letter
 from analytics.queue.keys import QueueKeys
 from analytics.queue.scripts import CLAIM, GIVE_BACK, RECOVER, RELEASE, RENEW
@@ -38,11 +39,11 @@ class WriterQueue:
         self.in_turn = False
         self.leased = False
         self._registered: set[int] = set()
-        self._claim = client.register_script(CLAIM)
-        self._recover = client.register_script(RECOVER)
-        self._give_back = client.register_script(GIVE_BACK)
-        self._renew = client.register_script(RENEW)
-        self._release = client.register_script(RELEASE)
+        self._claim = script(client, CLAIM)
+        self._recover = script(client, RECOVER)
+        self._give_back = script(client, GIVE_BACK)
+        self._renew = script(client, RENEW)
+        self._release = script(client, RELEASE)
 
     @property
     def shard(self) -> int:
@@ -83,7 +84,7 @@ class WriterQueue:
         self.leased = self.in_turn = False
 
     async def _register(self, keys: QueueKeys) -> None:
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with holder_of(self._client, keys.writers) as server, server.pipeline(transaction=True) as pipe:
             pipe.set(keys.heartbeat(self.writer_id), b"1", px=self._heartbeat_ttl_ms)
             pipe.sadd(keys.writers, self.writer_id)
             await pipe.execute()
@@ -123,17 +124,24 @@ class WriterQueue:
 
     @translated
     async def claim(self, count: int) -> list[bytes]:
+        """Move up to `count` records into the processing list. Sent as it is once (`holder_of`), never retried: a
+        claim that ran but whose answer was lost, run again, would hand over other records, and the ack would delete
+        the first ones unwritten. redis-py's cluster client retries a command whose connection failed, which lost
+        events in a failover test; the next batch starts from the processing list instead (`held`)."""
         keys = [self._shard.queue, self._shard.processing(self.writer_id)]
-        records: list[bytes] = await self._claim(keys=keys, args=[count])
+        async with holder_of(self._client, self._shard.queue) as server:
+            records: list[bytes] = await self._claim(keys=keys, args=[count], client=server)
         return records
 
     @translated
     async def take_first(self, timeout_s: float) -> bytes | None:
-        """Block until a record arrives and move it into the processing list, so a crash cannot lose it."""
+        """Block until a record arrives and move it into the processing list, so a crash cannot lose it. Never
+        retried, as `claim`."""
         processing = self._shard.processing(self.writer_id)
-        # blmove is typed for whole seconds, but Redis >= 6 takes a decimal timeout.
-        pending = self._client.blmove(self._shard.queue, processing, timeout_s, src="LEFT", dest="RIGHT")  # type: ignore[arg-type]
-        return await cast("Awaitable[bytes | None]", pending)
+        async with holder_of(self._client, self._shard.queue) as server:
+            # blmove is typed for whole seconds, but Redis >= 6 takes a decimal timeout.
+            pending = server.blmove(self._shard.queue, processing, timeout_s, src="LEFT", dest="RIGHT")  # type: ignore[arg-type]
+            return await cast("Awaitable[bytes | None]", pending)
 
     @translated
     async def held(self) -> list[bytes]:

@@ -9,7 +9,8 @@ from typing import cast
 
 import msgspec
 
-from analytics.queue.client import Redis, translated
+from analytics.queue.client import translated
+from analytics.queue.connection import Redis, holder_of
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK
 from analytics.queue.shards import known_shards
@@ -69,7 +70,7 @@ class DeadLetters:
                 if not entries:
                     break
                 records = [decode_dead_letter(entry).data for entry in entries]
-                async with self._client.pipeline(transaction=True) as pipe:
+                async with holder_of(self._client, keys.queue) as server, server.pipeline(transaction=True) as pipe:
                     pipe.rpush(keys.queue, *records)
                     pipe.ltrim(keys.dead, len(entries), -1)
                     await pipe.execute()
@@ -80,7 +81,7 @@ class DeadLetters:
     async def purge(self) -> int:
         purged = 0
         for keys in await self._shard_keys():
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with holder_of(self._client, keys.dead) as server, server.pipeline(transaction=True) as pipe:
                 pipe.llen(keys.dead)
                 pipe.delete(keys.dead)
                 length, _ = await pipe.execute()

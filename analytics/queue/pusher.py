@@ -13,8 +13,8 @@ from redis.exceptions import RedisError
 
 from analytics.config import Durability
 from analytics.errors import NotConfirmed, QueueFull, QueueUnavailable
-from analytics.observability.logs import StateLog
-from analytics.queue.client import Redis
+from analytics.observability.logs import StateLog, describe_error
+from analytics.queue.connection import ClusterClient, Redis, holder_of
 from analytics.queue.keys import QueueKeys
 from analytics.queue.shards import record_shards
 
@@ -31,6 +31,12 @@ MIN_PUSH_BUDGET_S: Final = 0.1
 # answer arrives before the deadline abandons the push and drops its connection. Redis ends a blocked command in its
 # cron, 10 times a second by default (`hz 10`): a WAIT answered 40-100 ms after its timeout here.
 CONFIRM_MARGIN_S: Final = 0.15
+# A shard whose push failed (its server down, or the push not confirmed) is passed over while other shards are not:
+# for 1 s after its first failure, doubling with each failure in a row up to 16 s, until a push to it succeeds. On a
+# Redis Cluster a dead master, or one a failover left without a replica, then costs a few 503 flushes per shard, not
+# one in every few flushes for as long as it lasts.
+SHARD_REST_S: Final = 1.0
+SHARD_REST_MAX_S: Final = 16.0
 # How often the shard count is recorded again (`queue.shards`), in case Redis lost it: writers and operators' commands
 # cover every shard a recorded count names.
 RECORD_SHARDS_EVERY_S: Final = 30.0
@@ -40,7 +46,8 @@ class Pusher:
     """Coalesces the records of concurrent requests into one push: an RPUSH, or MULTI/EXEC over chunks of them.
 
     Each push goes to one queue shard, the next in turn (each process starts at a random one), so pushes spread
-    evenly over the shards and a push stays one command on one key: atomic, and on one Redis Cluster node.
+    evenly over the shards and a push stays one command on one key: atomic, and on one Redis Cluster node. A shard
+    whose push failed rests (`SHARD_REST_S`, doubling while it keeps failing) while other shards take the pushes.
 
     One push is in flight at a time; requests arriving meanwhile wait for the next one, so under load each
     round trip carries many requests. MULTI/EXEC makes a push all-or-nothing: a request answered 503 queued none
@@ -72,8 +79,11 @@ class Pusher:
         self.keys = keys
         self._queues = [keys.of_shard(shard).queue for shard in range(shards)]
         self._next_shard = random.randrange(shards)
+        self._resting_until = [0.0] * shards  # loop time
+        self._failures_in_a_row = [0] * shards
         self._max_length = max_length
         self._durability = durability
+        self._fsync_on_cluster = durability is Durability.FSYNC and isinstance(client, ClusterClient)
         self._deadline_s = deadline_s
         self._pending: list[tuple[Sequence[bytes], asyncio.Future[None]]] = []
         self._oldest_at = 0.0  # loop time when the oldest pending request arrived
@@ -124,6 +134,7 @@ class Pusher:
 
     async def _flush(self, batch: list[tuple[Sequence[bytes], asyncio.Future[None]]], deadline: float) -> None:
         error: Exception | None = None
+        shard: int | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 await self._record_shards()
@@ -131,8 +142,7 @@ class Pusher:
                     error = QueueFull(f"the queue holds {self._known_length} events, its cap is {self._max_length}")
                 else:
                     records = [record for records, _ in batch for record in records]
-                    shard = self._next_shard
-                    self._next_shard = (shard + 1) % len(self._queues)
+                    shard = self._pick_shard()
                     if self._durability is Durability.ASYNC:
                         length = await self._rpush(self._queues[shard], records)
                     else:
@@ -140,7 +150,7 @@ class Pusher:
                     self._known_length += length - self._known_lengths[shard]
                     self._known_lengths[shard] = length
         except RedisError as failure:
-            error = QueueUnavailable(str(failure))
+            error = QueueUnavailable(describe_error(failure))
             self._redis.failed(failure)
         except TimeoutError:
             error = QueueUnavailable(f"no answer from Redis within {self._deadline_s} s")
@@ -152,7 +162,32 @@ class Pusher:
         else:
             self._redis.recovered()
             self._confirmations.recovered()
+        if shard is not None:
+            self._rest_if_failed(shard, error)
         self._settle(batch, error)
+
+    def _rest_if_failed(self, shard: int, error: Exception | None) -> None:
+        if error is None:
+            self._failures_in_a_row[shard] = 0
+            return
+        self._failures_in_a_row[shard] += 1
+        rest_s = min(SHARD_REST_MAX_S, SHARD_REST_S * 2 ** (self._failures_in_a_row[shard] - 1))
+        self._resting_until[shard] = asyncio.get_running_loop().time() + rest_s
+
+    def _pick_shard(self) -> int:
+        """The next shard in turn that is not resting; the next in turn if all are."""
+        now = asyncio.get_running_loop().time()
+        count = len(self._queues)
+        shard = next(
+            (
+                candidate % count
+                for candidate in range(self._next_shard, self._next_shard + count)
+                if self._resting_until[candidate % count] <= now
+            ),
+            self._next_shard,
+        )
+        self._next_shard = (shard + 1) % count
+        return shard
 
     @staticmethod
     def _settle(batch: list[tuple[Sequence[bytes], asyncio.Future[None]]], error: Exception | None) -> None:
@@ -168,40 +203,46 @@ class Pusher:
         if len(records) <= PUSH_CHUNK:
             # One RPUSH is atomic by itself; MULTI/EXEC around it cost ~30 us more per push (bench/RESULTS.md).
             return await cast("Awaitable[int]", self.client.rpush(key, *records))
-        async with self.client.pipeline(transaction=True) as pipe:
+        async with holder_of(self.client, key) as server, server.pipeline(transaction=True) as pipe:
             for start in range(0, len(records), PUSH_CHUNK):
                 pipe.rpush(key, *records[start : start + PUSH_CHUNK])
             lengths: list[int] = await pipe.execute()
         return lengths[-1]
 
     async def _rpush_confirmed(self, key: str, records: list[bytes], deadline: float) -> int:
-        """The push and its wait in one round trip on one connection: WAIT and WAITAOF count the writes sent before
+        """The push and its waits in one round trip on one connection: WAIT and WAITAOF count the writes sent before
         them on their own connection only, and inside MULTI they answer at once without waiting, so a push of
-        several chunks is MULTI, RPUSH…, EXEC, and the wait follows the EXEC."""
+        several chunks is MULTI, RPUSH…, EXEC, and the waits follow the EXEC.
+
+        On a cluster, fsync also waits for a replica's acknowledgement (WAIT): a failover promotes a replica and
+        never reads the dead primary's disk again. Not for the replica's own fsync (WAITAOF 1 1): a replica reports
+        it in its once-a-second acknowledgement, which took 0.96 s per push here, past the push's deadline."""
         timeout_ms = max(1, int((deadline - asyncio.get_running_loop().time() - CONFIRM_MARGIN_S) * 1000))
         chunks = [records[start : start + PUSH_CHUNK] for start in range(0, len(records), PUSH_CHUNK)]
-        async with self.client.pipeline(transaction=False) as pipe:
+        wait_for_replica = self._durability is Durability.REPLICA or self._fsync_on_cluster
+        async with holder_of(self.client, key) as server, server.pipeline(transaction=False) as pipe:
             if len(chunks) > 1:
                 pipe.execute_command("MULTI")
             for chunk in chunks:
                 pipe.rpush(key, *chunk)
             if len(chunks) > 1:
                 pipe.execute_command("EXEC")
-            if self._durability is Durability.REPLICA:
-                pipe.wait(1, timeout_ms)
-            else:
+            if self._durability is Durability.FSYNC:
                 pipe.waitaof(1, 0, timeout_ms)
-            *_, pushed, confirmed = await pipe.execute()
+            if wait_for_replica:
+                pipe.wait(1, timeout_ms)
+            replies = await pipe.execute()
+        pushed = replies[len(chunks) + 1 if len(chunks) > 1 else 0]
         if len(chunks) > 1:
             # EXEC answers each command's error in its place (a transaction is not rolled back): raise the first.
             for reply in pushed:
                 if isinstance(reply, RedisError):
                     raise reply
             pushed = pushed[-1]
-        if self._durability is Durability.REPLICA and confirmed < 1:
-            raise NotConfirmed(f"Redis holds the push, but no replica acknowledged it within {timeout_ms} ms")
-        if self._durability is Durability.FSYNC and confirmed[0] < 1:
+        if self._durability is Durability.FSYNC and replies[-1 - wait_for_replica][0] < 1:
             raise NotConfirmed(f"Redis holds the push, but did not confirm its fsync within {timeout_ms} ms")
+        if wait_for_replica and replies[-1] < 1:
+            raise NotConfirmed(f"Redis holds the push, but no replica acknowledged it within {timeout_ms} ms")
         return cast(int, pushed)
 
     async def _record_shards(self) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final, cast
 
-from analytics.queue.client import Redis, translated
+from analytics.queue.client import translated
+from analytics.queue.connection import Redis
 from analytics.queue.keys import QueueKeys
 
 SALT_BYTES: Final = 32

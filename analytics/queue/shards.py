@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Final, cast
 
-from redis.asyncio import Redis
-
+from analytics.queue.connection import Redis
 from analytics.queue.keys import QueueKeys
 
 # The one member of the `{prefix}:shards` sorted set; its score is the count (ZADD GT keeps the maximum atomically).

@@ -17,7 +17,7 @@ from analytics.errors import QueueFull, QueueUnavailable
 from analytics.events.contract import FieldError, InvalidInput, Submission
 from analytics.events.record import Event, encode_event, now_ms
 from analytics.observability.metrics import Metrics
-from analytics.queue.client import Redis
+from analytics.queue.connection import Redis
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_DEADLINE_S, Pusher
 from analytics.queue.salts import DailySalts

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from analytics.queue.client import connect_redis
+from analytics.queue.connection import connect_redis
 from analytics.queue.keys import QueueKeys
 from analytics.store.migrations import migrate
 from tests.helpers.backends import PostgresServer, ValkeyServer

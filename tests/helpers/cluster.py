@@ -118,14 +118,17 @@ class ValkeyCluster:
         masters = []
         for line in nodes:
             fields = line.split()
-            if "master" in fields[2] and "fail" not in fields[2] and len(fields) > 8:
+            flags = fields[2].split(",")
+            # "fail?" is one node's suspicion (a busy machine's late pong), not a failover: that master still serves.
+            if "master" in flags and "fail" not in flags and len(fields) > 8:
                 masters.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
         return sorted(masters)
 
     def node_of_slot(self, slot: int) -> ValkeyServer:
         for line in self.cli(self.running()[0], "cluster", "nodes").splitlines():
             fields = line.split()
-            if "master" not in fields[2] or "fail" in fields[2]:
+            flags = fields[2].split(",")
+            if "master" not in flags or "fail" in flags:
                 continue
             for span in fields[8:]:
                 first, _, last = span.partition("-")
@@ -137,12 +140,21 @@ class ValkeyCluster:
     def kill_and_fail_over(self, node: ValkeyServer, timeout_s: float = READY_TIMEOUT_S) -> None:
         """`kill -9` a master, then wait until a replica serves its slots and the cluster is ok again."""
         node.kill()
+        self.wait_failed_over(node, timeout_s)
+
+    def wait_failed_over(self, node: ValkeyServer, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until a replica serves the slots of `node`, a master that died, and the cluster is ok again."""
         deadline = time.monotonic() + timeout_s
         while node.port in self.master_ports():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no failover of the master on port {node.port} after {timeout_s} s")
             time.sleep(0.2)
         self.wait_ready(max(1.0, deadline - time.monotonic()))
+
+    def replica_of(self, master: ValkeyServer) -> ValkeyServer:
+        """The (first) replica streaming from `master`."""
+        port = int(self.cli(master, "info", "replication").split("slave0:")[1].split("port=")[1].split(",")[0])
+        return next(node for node in self.nodes if node.port == port)
 
     def stop(self) -> None:
         for node in self.running():

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from analytics.config import Settings
 from analytics.observability.metrics import Metrics
-from analytics.queue.client import connect_redis
+from analytics.queue.connection import connect_redis
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import Pusher
 from analytics.web.access import AccessRules

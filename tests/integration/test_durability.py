@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 
 from analytics.config import ConfigError, Durability
 from analytics.errors import NotConfirmed
-from analytics.queue.client import check_durability, connect_redis
+from analytics.queue.client import check_durability
+from analytics.queue.connection import connect_redis
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK, Pusher
 from tests.helpers.backends import ValkeyServer

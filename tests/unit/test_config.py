@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from analytics.config import ENVIRONMENT, ConfigError, Durability, Role, Settings, load_settings
+from analytics.dev.embedded import VALKEY, Access
+from analytics.service import backend
 
 
 def test_defaults_match_the_contract() -> None:
@@ -162,3 +164,14 @@ def test_host_accepts_addresses_and_names(host: str) -> None:
 def test_host_refuses_what_cannot_be_bound(host: str) -> None:
     with pytest.raises(ConfigError, match="HOST: expected an IP address or a host name"):
         load_settings({"HOST": host}, env_file=None)
+
+
+def test_a_redis_cluster_is_asked_for_and_needs_a_url_naming_a_node() -> None:
+    assert load_settings({}, env_file=None).redis_cluster is False
+    assert load_settings({"ANALYTICS_REDIS_CLUSTER": "true"}, env_file=None).redis_cluster is True
+    clustered = load_settings({"ANALYTICS_REDIS_CLUSTER": "true"}, env_file=None)
+    with (
+        pytest.raises(ConfigError, match="ANALYTICS_REDIS_CLUSTER needs REDIS_URL"),
+        backend(clustered, VALKEY, Access.EXCLUSIVE),
+    ):
+        pass

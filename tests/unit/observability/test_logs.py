@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from analytics.observability.logs import JsonFormatter, LogfmtFormatter, StateLog
+from analytics.observability.logs import JsonFormatter, LogfmtFormatter, StateLog, describe_error
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:
@@ -52,3 +52,12 @@ def test_uvicorns_colour_codes_stay_out_of_log_lines() -> None:
     line = LogfmtFormatter().format(record("Started server process", color_message="\x1b[36mStarted\x1b[0m"))
     assert "color_message" not in line
     assert "\x1b" not in line
+
+
+def test_a_failed_pipeline_command_is_named_without_its_arguments() -> None:
+    """redis-py's message quotes every argument, which for a push are the events: never into a log or a 503 body."""
+    failed = RuntimeError(
+        "Command # 2 (RPUSH {a}:queue \x00secret\nrecord more) of pipeline caused error: CLUSTERDOWN down"
+    )
+    assert describe_error(failed) == "RuntimeError: Command # 2 (RPUSH …) of pipeline caused error: CLUSTERDOWN down"
+    assert describe_error(ValueError("one\ntwo")) == "ValueError: one"
