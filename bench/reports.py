@@ -291,6 +291,9 @@ async def statements(
     query = parse_report_query(kind.endpoint, {"site_id": site, **kind.params})
     span = await reports.report_span(connection, query)
     starts = [bucket.start for bucket in buckets(span, query.interval)] if query.interval else [span.start]
+    cell_served = kind.endpoint in ("aggregate", "timeseries") and not query.filters
+    if cell_served and reports.on_cell_grid([span.start, span.end, *starts]):
+        return [("cell_metrics", REPORTS["cell_metrics"], [site, span.start, span.end, starts])]
     found: list[tuple[str, str, list[object]]] = []
     if set(query.metrics) & reports.EVENT_METRICS:
         statement = reports.Statement(site, span, starts)

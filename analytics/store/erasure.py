@@ -79,6 +79,10 @@ async def erase_user(pool: asyncpg.Pool, site_id: str, user_id: str) -> Erasure:
                 visits_before: int = await connection.fetchval(queries.ERASURE["visits_of_removed"])
                 await connection.execute(queries.ERASURE["uncount_user_events"], timeout=ERASE_TIMEOUT_S)
                 await connection.execute(queries.WRITER["rebuild_visits"], timeout=ERASE_TIMEOUT_S)
+                await connection.execute(queries.ERASURE["uncount_cells"], timeout=ERASE_TIMEOUT_S)
+                await connection.execute(
+                    queries.ERASURE["forget_user_in_cells"], site_id, user_id, timeout=ERASE_TIMEOUT_S
+                )
                 visits_after: int = await connection.fetchval(queries.ERASURE["visits_of_removed"])
                 removed = await connection.fetchrow(queries.ERASURE["removed_counts"])
     assert removed is not None, "an aggregate returns one row"

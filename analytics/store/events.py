@@ -18,8 +18,9 @@ from analytics.store.failures import translated
 from analytics.store.partitions import Partitions
 
 STAGING_TABLE: Final = "staging_events"
-# The merge and the visits it rebuilds, sent as one round trip; an erasure runs the second part on its own.
-MERGE: Final = queries.WRITER["merge"] + queries.WRITER["rebuild_visits"]
+# The merge, the visits it rebuilds and the report cells, sent as one round trip; an erasure runs the visit rebuild
+# on its own.
+MERGE: Final = queries.WRITER["merge"] + queries.WRITER["rebuild_visits"] + queries.WRITER["count_cells"]
 # The Event's fields in its own order, after the key: a staging row is the key and the record's fields.
 STAGING_COLUMNS: Final = ("event_key", *Event.__struct_fields__)
 

@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from analytics.events.contract import EPOCH
 from analytics.events.record import Event
@@ -97,9 +96,3 @@ class Partitions:
                 )
                 self._known = None
         self._maintained_at = time.monotonic()
-
-
-async def raw_events_since(connection: asyncpg.Connection | PoolConnectionProxy) -> datetime | None:
-    """Since when raw events are complete (None: retention never dropped any)."""
-    since: datetime | None = await connection.fetchval(queries.PARTITIONS["raw_events_since"])
-    return since

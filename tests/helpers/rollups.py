@@ -36,6 +36,29 @@ RECOUNTED = {
         "SELECT site_id, path_md5, path, views FROM site_path_views",
         f"SELECT site_id, md5(path)::uuid, path, count(*) {_PAGE_VIEWS} AND path IS NOT NULL GROUP BY 1, 3",
     ),
+    # The report cells (migrations/0012.report_cells.sql): events by their time, visits by their start.
+    "report_cells": (
+        """SELECT site_id, cell, pageviews, events, visits, bounces, duration_us, visit_pageviews, visitors, users
+           FROM report_cells""",
+        """SELECT site_id, cell, e.pageviews, e.events, coalesce(v.visits, 0), coalesce(v.bounces, 0),
+                  coalesce(v.duration_us, 0), coalesce(v.visit_pageviews, 0), e.visitors, e.users
+           FROM (
+               SELECT site_id, report_cell("timestamp") AS cell, count(*) FILTER (WHERE event_type = 'page_view')
+                          AS pageviews, count(*) AS events,
+                      coalesce(array_agg(DISTINCT hashtextextended(visitor, 0) ORDER BY hashtextextended(visitor, 0))
+                                   FILTER (WHERE visitor IS NOT NULL), '{}') AS visitors,
+                      coalesce(array_agg(DISTINCT hashtextextended(user_id, 0) ORDER BY hashtextextended(user_id, 0))
+                                   FILTER (WHERE user_id IS NOT NULL), '{}') AS users
+               FROM events GROUP BY 1, 2
+           ) e
+           LEFT JOIN (
+               SELECT site_id, report_cell(started_at) AS cell, count(*) AS visits,
+                      count(*) FILTER (WHERE pageviews = 1 AND events = 1) AS bounces,
+                      sum((extract(epoch FROM ended_at - started_at) * 1000000)::bigint)::bigint AS duration_us,
+                      sum(pageviews)::bigint AS visit_pageviews
+               FROM visits GROUP BY 1, 2
+           ) v USING (site_id, cell)""",
+    ),
     # Not a rollup, but kept from the events the same way: the idempotency key of each stored event, and no other.
     "event_keys": ("SELECT site_id, event_key FROM event_keys", "SELECT site_id, event_key FROM events"),
 }

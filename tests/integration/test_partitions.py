@@ -159,11 +159,23 @@ async def test_retention_drops_old_months_keeps_the_rollups_and_reports_say_so(
         assert after[:2] == before[:2]  # v1 stats read the rollups, which stay
         assert after[2]["data"]["results"] == before[2]["data"]["results"]
         assert after[2]["data"]["meta"] == {"approximate": False, "raw_events_since": since.isoformat()}
-        old_day = {"site_id": "s", "period": "day", "date": old.date().isoformat()}
+        # Unfiltered reports read the report cells, which retention keeps: complete, and as they were.
+        old_day = {"site_id": "s", "period": "day", "date": old.date().isoformat(), "metrics": "pageviews,visitors"}
         beyond = (await client.get("/api/v2/stats/aggregate", params=old_day)).json()["data"]
-        assert beyond["meta"] == {"approximate": False, "raw_events_since": since.isoformat(), "incomplete": True}
+        assert beyond["meta"] == {"approximate": False, "raw_events_since": since.isoformat()}
+        assert beyond["results"] == {"pageviews": {"value": 2}, "visitors": {"value": 1}}
         everything = (await client.get("/api/v2/stats/aggregate", params={"site_id": "s", "period": "all"})).json()
-        assert everything["data"]["meta"]["incomplete"] is True
+        assert everything["data"]["meta"] == {"approximate": False, "raw_events_since": since.isoformat()}
+        assert everything["data"]["results"]["pageviews"] == {"value": 3}
+        # Filtered ones read raw events, and say what they miss.
+        filtered = (await client.get("/api/v2/stats/aggregate", params={**old_day, "filters": "path~/"})).json()
+        assert filtered["data"]["meta"] == {
+            "approximate": False,
+            "raw_events_since": since.isoformat(),
+            "incomplete": True,
+        }
+        assert filtered["data"]["results"]["pageviews"] == {"value": 0}
+        cells = await db.fetch("SELECT * FROM report_cells ORDER BY cell")
 
     # A re-delivery of a dropped event is a new event; it goes to the default partition and the next pass drops it.
     assert await store(db, [events[0]], Partitions(retention_days=365)) == 1
@@ -171,3 +183,5 @@ async def test_retention_drops_old_months_keeps_the_rollups_and_reports_say_so(
     await Partitions(retention_days=365).before_batch(db, [])
     assert await db.fetchval("SELECT count(*) FROM events WHERE path = '/old'") == 0
     assert await db.fetchval("SELECT count(*) FROM event_keys") == 1
+    # ... and the report cells, which counted it once, do not count it again.
+    assert await db.fetch("SELECT * FROM report_cells ORDER BY cell") == cells

@@ -121,6 +121,41 @@ WHERE rollup.site_id = views.site_id;
 DELETE FROM site_totals
 WHERE views = 0 AND site_id IN (SELECT site_id FROM inserted_events WHERE event_type = 'page_view');
 
+-- name: uncount_cells
+-- The report cells (migrations/0012.report_cells.sql) without the removed events, and with the visits the writer's
+-- `rebuild_visits` just changed (visit_changes): the writer's `count_cells` with the events' sign turned. A cell left
+-- without events is empty (a visit starts at an event) and goes, as one that never had any has no row.
+INSERT INTO report_cells AS c (site_id, cell, pageviews, events, visits, bounces, duration_us, visit_pageviews,
+                               visitors, users)
+SELECT site_id, cell, sum(pageviews), sum(events), sum(visits), sum(bounces), sum(duration_us), sum(visit_pageviews),
+       '{}', '{}'
+FROM (
+    SELECT site_id, report_cell("timestamp") AS cell, -(event_type = 'page_view')::integer AS pageviews, -1 AS events,
+           0 AS visits, 0 AS bounces, 0::bigint AS duration_us, 0 AS visit_pageviews
+    FROM inserted_events
+    UNION ALL
+    SELECT site_id, report_cell(started_at), 0, 0, visits, bounces, duration_us, pageviews
+    FROM visit_changes
+) changes
+WHERE cell >= coalesce((SELECT since FROM events_retention), '-infinity')
+GROUP BY site_id, cell
+ORDER BY site_id, cell
+ON CONFLICT (site_id, cell) DO UPDATE
+SET pageviews = c.pageviews + excluded.pageviews, events = c.events + excluded.events,
+    visits = c.visits + excluded.visits, bounces = c.bounces + excluded.bounces,
+    duration_us = c.duration_us + excluded.duration_us, visit_pageviews = c.visit_pageviews + excluded.visit_pageviews;
+
+DELETE FROM report_cells
+WHERE events = 0 AND (site_id, cell) IN (SELECT site_id, report_cell("timestamp") FROM inserted_events);
+
+-- name: forget_user_in_cells
+-- $1 site_id, $2 user_id: the user's hash out of every cell of the site, those before retention's horizon included
+-- (their events are gone, their distinct sets stay). The user was the visitor of each of their events and no other
+-- event has them as visitor or user (`delete_user_events`), so no cell still counts them.
+UPDATE report_cells
+SET visitors = array_remove(visitors, hashtextextended($2, 0)), users = array_remove(users, hashtextextended($2, 0))
+WHERE site_id = $1 AND (hashtextextended($2, 0) = ANY(visitors) OR hashtextextended($2, 0) = ANY(users));
+
 -- name: erase_site
 -- $1 site_id: every row of the site, in every table that has one; share links included, so that no link shows the
 -- site again should its events come back. Each DELETE reads its table's (site_id, ...) index.
@@ -130,6 +165,7 @@ WITH erased_events AS (
 erased_keys AS (DELETE FROM event_keys WHERE site_id = $1),
 erased_visits AS (DELETE FROM visits WHERE site_id = $1 RETURNING 1),
 erased_visit_bounds AS (DELETE FROM site_visit_bounds WHERE site_id = $1),
+erased_cells AS (DELETE FROM report_cells WHERE site_id = $1),
 erased_daily_totals AS (DELETE FROM daily_totals WHERE site_id = $1),
 erased_daily_users AS (DELETE FROM daily_users WHERE site_id = $1),
 erased_daily_path_views AS (DELETE FROM daily_path_views WHERE site_id = $1),

@@ -11,6 +11,3 @@ SELECT ensure_events_partition($1::date);
 
 -- name: drop_before
 SELECT since, dropped FROM drop_events_before($1::timestamptz);
-
--- name: raw_events_since
-SELECT since FROM events_retention;

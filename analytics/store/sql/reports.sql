@@ -65,9 +65,32 @@ strpos({expression}, ${values}::text) > 0
 -- a value); an event without props is in no row.
 jsonb_object_keys(e.props)
 
+-- name: cell_metrics
+-- An unfiltered report from the report cells (migrations/0012.report_cells.sql), whose bounds are all cell bounds:
+-- the sums by bucket, and the bucket's cells' visitor and user hashes as the elements of their arrays' binary form
+-- (array_send: a 20-byte header, then a 4-byte length and 8 bytes each), one bytea a bucket, which reports.py counts
+-- distinct with numpy rather than one Python int at a time.
+SELECT width_bucket(c.cell, $4::timestamptz[]) AS bucket,
+       sum(c.pageviews)::bigint AS pageviews, sum(c.events)::bigint AS events, sum(c.visits)::bigint AS visits,
+       sum(c.bounces)::bigint AS bounces, sum(c.duration_us)::bigint AS duration_us,
+       sum(c.visit_pageviews)::bigint AS visit_pageviews,
+       string_agg(substring(array_send(c.visitors) FROM 21), ''::bytea) AS visitor_hashes,
+       string_agg(substring(array_send(c.users) FROM 21), ''::bytea) AS user_hashes
+FROM report_cells c
+WHERE c.site_id = $1 AND c.cell >= $2 AND c.cell < $3
+GROUP BY 1
+
 -- name: first_event
 -- Where `period=all` starts.
 SELECT min("timestamp") FROM events WHERE site_id = $1
+
+-- name: first_cell
+-- Where an unfiltered `period=all` starts: the cells outlive retention.
+SELECT min(cell) FROM report_cells WHERE site_id = $1
+
+-- name: completeness
+-- Since when raw events, and the report cells, are complete (NULL: from the first event).
+SELECT since, cells_since FROM events_retention
 
 -- name: live_visitors
 -- Visitors with an event in the window: the last five minutes, and a little ahead for clocks running fast.

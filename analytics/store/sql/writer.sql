@@ -46,6 +46,15 @@ CREATE TEMP TABLE IF NOT EXISTS visit_spans (
     first_at timestamptz NOT NULL,
     last_at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS;
+-- The visits a rebuild removed (negative) and made (positive), for the report cells (count_cells).
+CREATE TEMP TABLE IF NOT EXISTS visit_changes (
+    site_id text COLLATE "C" NOT NULL,
+    started_at timestamptz NOT NULL,
+    visits integer NOT NULL,
+    bounces integer NOT NULL,
+    duration_us bigint NOT NULL,
+    pageviews integer NOT NULL
+) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS new_daily_users (
     site_id text COLLATE "C" NOT NULL,
     user_md5 uuid NOT NULL
@@ -178,7 +187,13 @@ stale AS (
             OFFSET 0
         ) near
     )
-    RETURNING site_id, visitor, started_at, ended_at
+    RETURNING site_id, visitor, started_at, ended_at, pageviews, events
+),
+uncounted AS (
+    INSERT INTO visit_changes (site_id, started_at, visits, bounces, duration_us, pageviews)
+    SELECT site_id, started_at, -1, -(pageviews = 1 AND events = 1)::integer,
+           -(extract(epoch FROM ended_at - started_at) * 1000000)::bigint, -pageviews
+    FROM stale
 )
 INSERT INTO visit_spans (site_id, visitor, first_at, last_at)
 SELECT site_id, visitor, min(first_at), max(last_at)
@@ -225,12 +240,48 @@ FROM (
 ) visits_and_firsts
 WHERE position = 1
 ORDER BY site_id, visitor, ts
-RETURNING site_id, ended_at - started_at AS duration
+RETURNING site_id, started_at, ended_at - started_at AS duration, pageviews, events
+),
+counted AS (
+    INSERT INTO visit_changes (site_id, started_at, visits, bounces, duration_us, pageviews)
+    SELECT site_id, started_at, 1, (pageviews = 1 AND events = 1)::integer,
+           (extract(epoch FROM duration) * 1000000)::bigint, pageviews
+    FROM rebuilt
 )
 INSERT INTO site_visit_bounds AS bound (site_id, longest)
 SELECT site_id, max(duration) FROM rebuilt GROUP BY site_id
 ORDER BY site_id
 ON CONFLICT (site_id) DO UPDATE SET longest = excluded.longest WHERE excluded.longest > bound.longest;
+
+-- name: count_cells
+-- The report cells (migrations/0012.report_cells.sql), after `rebuild_visits` in the same round trip: the inserted
+-- events by event time, and each visit the rebuild changed by start, its old contribution out and its new one in. A
+-- re-delivered batch inserted nothing and rebuilt nothing, so it changes no cell. One upsert in key order for both, so
+-- writers sharing cells wait for each other but never deadlock. Cells before retention's `since` are left as they
+-- were: a re-delivery of an event retention dropped is stored again as new (its key went with it), and must not be
+-- counted twice.
+INSERT INTO report_cells AS c (site_id, cell, pageviews, events, visits, bounces, duration_us, visit_pageviews,
+                               visitors, users)
+SELECT site_id, cell, sum(pageviews), sum(events), sum(visits), sum(bounces), sum(duration_us), sum(visit_pageviews),
+       coalesce(array_agg(DISTINCT visitor ORDER BY visitor) FILTER (WHERE visitor IS NOT NULL), '{}'),
+       coalesce(array_agg(DISTINCT user_id ORDER BY user_id) FILTER (WHERE user_id IS NOT NULL), '{}')
+FROM (
+    SELECT site_id, report_cell("timestamp") AS cell, (event_type = 'page_view')::integer AS pageviews, 1 AS events,
+           0 AS visits, 0 AS bounces, 0::bigint AS duration_us, 0 AS visit_pageviews,
+           hashtextextended(visitor, 0) AS visitor, hashtextextended(user_id, 0) AS user_id
+    FROM inserted_events
+    UNION ALL
+    SELECT site_id, report_cell(started_at), 0, 0, visits, bounces, duration_us, pageviews, NULL, NULL
+    FROM visit_changes
+) changes
+WHERE cell >= coalesce((SELECT since FROM events_retention), '-infinity')
+GROUP BY site_id, cell
+ORDER BY site_id, cell
+ON CONFLICT (site_id, cell) DO UPDATE
+SET pageviews = c.pageviews + excluded.pageviews, events = c.events + excluded.events,
+    visits = c.visits + excluded.visits, bounces = c.bounces + excluded.bounces,
+    duration_us = c.duration_us + excluded.duration_us, visit_pageviews = c.visit_pageviews + excluded.visit_pageviews,
+    visitors = hash_union(c.visitors, excluded.visitors), users = hash_union(c.users, excluded.users);
 
 -- name: inserted_count
 SELECT count(*) FROM inserted_events;

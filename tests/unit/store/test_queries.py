@@ -63,7 +63,7 @@ def names_used(mapping: str) -> set[str]:
 @pytest.mark.parametrize(
     ("mapping", "shipped", "expected"),
     [
-        ("WRITER", WRITER, {"create_staging", "merge", "rebuild_visits", "inserted_count"}),
+        ("WRITER", WRITER, {"create_staging", "merge", "rebuild_visits", "count_cells", "inserted_count"}),
         (
             "ERASURE",
             ERASURE,
@@ -73,6 +73,8 @@ def names_used(mapping: str) -> set[str]:
                 "removed_counts",
                 "visits_of_removed",
                 "uncount_user_events",
+                "uncount_cells",
+                "forget_user_in_cells",
                 "erase_site",
             },
         ),
