@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from analytics.queue.keys import QueueKeys
+from analytics.store.migrations import migrate
+from tests.helpers.backends import PostgresServer
+from tests.helpers.databases import with_database
 from tests.helpers.factories import NUMBERED_SITE
 from tests.helpers.processes import RoleProcess
 
@@ -64,3 +69,26 @@ async def drained(stack: Stack, redis: aioredis.Redis, expected: set[int], timeo
         if time.monotonic() > deadline:
             return stored
         await asyncio.sleep(0.2)
+
+
+async def new_stack(postgres: PostgresServer, redis_url: str, keys: QueueKeys, logs: Path) -> Stack:
+    """A fresh migrated database on `postgres`, and the environment of `analytics serve` processes on it and Redis."""
+    name = f"faults_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(postgres.url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    database_url = with_database(postgres.url, name)
+    migrate(database_url)
+    created = Stack(database_url, redis_url, keys, logs)
+    created.environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("ANALYTICS_", "TEST_"))},
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ANALYTICS_REDIS_PREFIX": keys.prefix,
+        "ANALYTICS_MIGRATE": "false",
+        "ANALYTICS_HEARTBEAT_TTL_S": "2",
+        "ANALYTICS_BATCH_SIZE": "2000",
+        "ANALYTICS_FLUSH_INTERVAL_MS": "50",
+        "LOG_LEVEL": "info",
+    }
+    return created
