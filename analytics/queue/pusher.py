@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Sequence
@@ -40,6 +41,14 @@ SHARD_REST_MAX_S: Final = 16.0
 # How often the shard count is recorded again (`queue.shards`), in case Redis lost it: writers and operators' commands
 # cover every shard a recorded count names.
 RECORD_SHARDS_EVERY_S: Final = 30.0
+
+
+def rest_after(failures_in_a_row: int) -> float:
+    """How long a shard rests after its latest failure: doubling from `SHARD_REST_S` up to `SHARD_REST_MAX_S`. The
+    exponent is capped, not only the result: an outage fails a shard ~300 times a second, and 2.0 ** 1024 overflows,
+    which killed the flusher and left every later request unanswered (found by the Redis-outage fault test)."""
+    doublings = min(failures_in_a_row - 1, math.ceil(math.log2(SHARD_REST_MAX_S / SHARD_REST_S)))
+    return min(SHARD_REST_MAX_S, SHARD_REST_S * 2.0**doublings)
 
 
 class Pusher:
@@ -171,8 +180,7 @@ class Pusher:
             self._failures_in_a_row[shard] = 0
             return
         self._failures_in_a_row[shard] += 1
-        rest_s = min(SHARD_REST_MAX_S, SHARD_REST_S * 2 ** (self._failures_in_a_row[shard] - 1))
-        self._resting_until[shard] = asyncio.get_running_loop().time() + rest_s
+        self._resting_until[shard] = asyncio.get_running_loop().time() + rest_after(self._failures_in_a_row[shard])
 
     def _pick_shard(self) -> int:
         """The next shard in turn that is not resting; the next in turn if all are."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.helpers.browser import CHROMIUM_ARGS, chromium_executable, unavailable
+from tests.helpers.load import tasks_cancelled_after
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -26,3 +27,9 @@ async def browser() -> AsyncIterator[Browser]:
         launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
+
+
+@pytest.fixture(autouse=True)
+async def no_task_outlives_its_test() -> AsyncIterator[None]:
+    async with tasks_cancelled_after():
+        yield

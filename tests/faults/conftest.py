@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from analytics.queue.connection import connect_redis
 from analytics.queue.keys import QueueKeys
 from tests.helpers.backends import PostgresServer, ValkeyServer
+from tests.helpers.load import tasks_cancelled_after
 from tests.helpers.stack import Stack, new_stack
 
 
@@ -48,3 +49,9 @@ async def fault_redis(fault_valkey: ValkeyServer) -> AsyncIterator[aioredis.Redi
     client = connect_redis(fault_valkey.url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def no_task_outlives_its_test() -> AsyncIterator[None]:
+    async with tasks_cancelled_after():
+        yield

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -81,6 +82,20 @@ async def accepted_at_least(load: Load, count: int, timeout_s: float = 30) -> No
     while len(load.accepted) < count:
         assert time.monotonic() < deadline, f"only {len(load.accepted)} events accepted in {timeout_s} s"
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def tasks_cancelled_after() -> AsyncIterator[None]:
+    """Cancel what a test started and left running: a test that fails part-way leaves its load sending to a stopped
+    server in the session's event loop, which slowed every later test (a CI run took 76 minutes and failed a dozen
+    timing-bound tests after one fault test failed)."""
+    before = asyncio.all_tasks()
+    yield
+    leftover = asyncio.all_tasks() - before - {asyncio.current_task()}
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        await asyncio.wait(leftover, timeout=10)
 
 
 def assert_exact(load: Load, stored: set[int]) -> None:
