@@ -110,7 +110,7 @@ async def kill_a_master_mid_load(cluster: ValkeyCluster, stack: Stack, durabilit
     load = Load(api.base_url)
     done = asyncio.Event()
     running = await load_while(load, done)
-    await accepted_at_least(load, 3000)
+    await accepted_at_least(load, 3000, timeout_s=60)
     port, _ = shards_by_master(cluster, stack.keys).most_common(1)[0]
     victim = next(node for node in cluster.nodes if node.port == port)
     replica = cluster.replica_of(victim)
@@ -121,8 +121,10 @@ async def kill_a_master_mid_load(cluster: ValkeyCluster, stack: Stack, durabilit
     replica.thaw()
     await asyncio.to_thread(cluster.wait_failed_over, victim)
     failover_s = time.monotonic() - killed_at
-    # The load ends on a recovered service: 2,000 more accepted after the failover.
-    await accepted_at_least(load, len(load.accepted) + 2000)
+    # The load ends on a recovered service: 1,000 more accepted after the failover. Not fast: with replica or fsync
+    # durability the promoted master has no replica, and each retry of one of its resting shards holds the api's one
+    # push in flight for the push deadline (docs/operations.md, "On a Redis or Valkey Cluster").
+    await accepted_at_least(load, len(load.accepted) + 1000, timeout_s=90)
     done.set()
     await asyncio.wait_for(running, 60)
     client = connect_redis(stack.redis_url, cluster=True)

@@ -183,7 +183,7 @@ async def test_fsync_on_a_cluster_waits_for_a_replica_too(cluster: ValkeyCluster
     keys = QueueKeys(f"cluster-{secrets.token_hex(4)}")
     master = cluster.node_of_slot(key_slot(keys.queue.encode()))
     replica = cluster.replica_of(master)
-    pusher = Pusher(client, keys, 10**9, Durability.FSYNC)
+    pusher = Pusher(client, keys, 10**9, Durability.FSYNC, deadline_s=5)  # room for a busy machine's fsync
     await pusher.push([record(1)])
     replica.freeze()
     try:
