@@ -46,6 +46,7 @@ from analytics.web.health import Readiness
 from analytics.web.ingest import Enrichment
 from analytics.web.server import Server, server_config
 from analytics.workers import supervise
+from analytics.writer.counting import CountingLane
 from analytics.writer.loop import Writer, new_writer_id
 
 logger = logging.getLogger("analytics")
@@ -262,6 +263,12 @@ class _Roles:
     pusher: Pusher | None
     writers: list[Writer]
     writer_tasks: list[asyncio.Task[None]]
+    counting: CountingLane | None
+    counting_task: asyncio.Task[None] | None
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self.http, *self.writer_tasks, *([self.counting_task] if self.counting_task else [])]
 
 
 class Service:
@@ -353,13 +360,15 @@ class Service:
             for _ in range(settings.writer_concurrency if settings.role.runs_writer else 0)
         ]
         writer_tasks = [asyncio.create_task(writer.run(), name=f"writer {lane}") for lane, writer in enumerate(writers)]
-        return _Roles(server, http, pusher, writers, writer_tasks)
+        counting = CountingLane(EventStore(self._database.url), metrics) if settings.role.runs_writer else None
+        counting_task = None if counting is None else asyncio.create_task(counting.run(), name="counting")
+        return _Roles(server, http, pusher, writers, writer_tasks, counting, counting_task)
 
     async def _until_stopped(self, roles: _Roles) -> int:
         """Wait for a stop signal, a role that ends, or an embedded server that dies; say which; the exit code."""
         stopper = asyncio.create_task(self._stop.wait())
         watcher = asyncio.create_task(_first_to_exit([self._database, self._redis]))
-        tasks = [roles.http, *roles.writer_tasks]
+        tasks = roles.tasks
         done, _ = await asyncio.wait([stopper, watcher, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         watcher.cancel()
@@ -389,6 +398,9 @@ class Service:
             writer.stop()
         for task in roles.writer_tasks:
             await _settle(task)
+        if roles.counting is not None and roles.counting_task is not None:  # after the lanes; a step in flight commits
+            roles.counting.stop()
+            await _settle(roles.counting_task)
 
 
 async def _check_durability(client: Redis, durability: Durability) -> None:

@@ -157,8 +157,8 @@ async def test_with_async_durability_the_loss_to_a_failover_is_measured(
             f"\nasync durability, a master killed mid-load: {len(lost)} of {len(load.accepted)} events answered 202 "
             f"were lost ({len(load.numbers(503))} answered 503, failover in {failover_s:.1f} s)"
         )
-    # What async means: a push the replica never received is gone with its master. Here the replica rarely misses
-    # any (stopped, it still receives: its kernel buffers what the master sent, and it reads that before it notices
-    # the master died), so the count is reported, not asserted; it is bounded by what the master took in its last
-    # moments, never the backlog.
+    # What async means: a push the replica never received is gone with its master. How many that is depends on how
+    # far the replica was behind: none in most runs on an idle machine (stopped, it still receives: its kernel buffers
+    # what the master sent), 7,463 of the events in one run on a busy one, queued ones included. So the count is
+    # reported, not asserted, beyond less than half (the killed master serves fewer than half of the shards).
     assert len(lost) < len(load.accepted) / 2

@@ -3,7 +3,8 @@
 Each test ends in exact count comparisons over event numbers:
 - lost = accepted - stored must be empty (an event answered 202 is stored);
 - invented = stored - sent must be empty (nothing is stored that was not sent);
-- rows == distinct events (checked inside `Stack.stored_numbers`: no duplicates).
+- rows == distinct events (checked inside `Stack.stored_numbers`: no duplicates);
+and, where writers are killed, in the rollups, visits and report cells equal to a recount of the stored events.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import random
 import time
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
@@ -22,9 +24,32 @@ from tests.helpers.backends import PostgresServer, ValkeyServer
 from tests.helpers.factories import RECEIVED_US, event_for, queued
 from tests.helpers.load import Load, accepted_at_least, assert_exact, load_while
 from tests.helpers.processes import log_settled
+from tests.helpers.rollups import assert_rollups_recount_events
 from tests.helpers.stack import Stack, drained
+from tests.helpers.waiting import eventually
+from tests.integration.test_visits import sessions, stored_visits
 
 pytestmark = pytest.mark.faults
+
+
+async def assert_counted_exactly(stack: Stack) -> None:
+    """Once the counting lanes have counted everything stored: the rollups and cells are a recount of the events, the
+    visits a sessionization of them, whatever the kills interrupted."""
+    db = await asyncpg.connect(stack.database_url)
+    try:
+
+        async def nothing_uncounted() -> None:
+            assert await db.fetchval("SELECT count(*) FROM uncounted_events") == 0
+
+        await eventually(nothing_uncounted, 60)
+        await assert_rollups_recount_events(db)
+        for site_id in [row["site_id"] for row in await db.fetch("SELECT DISTINCT site_id FROM events")]:
+            rows = await db.fetch(
+                'SELECT visitor, "timestamp", event_type, path FROM events WHERE site_id = $1', site_id
+            )
+            assert await stored_visits(db, site_id) == sessions(list(rows)), site_id
+    finally:
+        await db.close()
 
 
 async def test_writer_killed_ten_times_under_load_loses_and_duplicates_nothing(
@@ -48,6 +73,7 @@ async def test_writer_killed_ten_times_under_load_loses_and_duplicates_nothing(
     assert load.numbers(None) == set(), "the api was never disturbed: no request may fail"
     assert stored == load.accepted, f"stored {len(stored)} != accepted {len(load.accepted)}"
     assert await stack.queue_state(fault_redis) == (0, 0, 0)
+    await assert_counted_exactly(stack)
 
 
 async def test_postgres_down_for_ten_seconds_ingestion_goes_on_and_nothing_is_lost(
@@ -77,6 +103,7 @@ async def test_postgres_down_for_ten_seconds_ingestion_goes_on_and_nothing_is_lo
     stored = await drained(stack, fault_redis, load.accepted)
     assert stored == load.accepted, f"stored {len(stored)} != accepted {len(load.accepted)}"
     assert await stack.queue_state(fault_redis) == (0, 0, 0)
+    await assert_counted_exactly(stack)  # counting steps cut off by the stop were rolled back and done again
     log = await log_settled(writer, "postgresql unavailable", "postgresql available again")
     assert log.count(" started") == 2, "ANALYTICS_WRITER_CONCURRENCY defaults to 2"
 
@@ -136,6 +163,7 @@ async def test_three_writers_on_fifty_thousand_events_with_ten_percent_duplicate
     stored = await drained(stack, fault_redis, set(range(45_000)))
     assert stored == set(range(45_000))
     assert await stack.queue_state(fault_redis) == (0, 0, 0)
+    await assert_counted_exactly(stack)  # three processes' counting lanes, one step at a time
     for process in stack.processes:
         assert "Deadlock" not in process.log()
         assert "stopped unexpectedly" not in process.log()

@@ -1,0 +1,31 @@
+"""A batch stored and counted at once, as a writer lane and the counting lane do in turn, for tests that look at the
+rollups, visits or cells right after."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from analytics.events.record import Event
+from analytics.store import queries
+from analytics.store.events import count_pending, store
+
+
+async def store_and_count(connection: asyncpg.Connection, events: Sequence[Event]) -> int:
+    """Store `events` (returns how many were new), then count everything pending, waiting for the counting lock as
+    long as another connection's step holds it."""
+    inserted = await store(connection, events)
+    await count_everything(connection)
+    return inserted
+
+
+async def count_everything(connection: asyncpg.Connection) -> None:
+    async with connection.transaction():
+        await connection.execute(queries.WRITER["counting_lock"])
+        await count_pending(connection, None)
+
+
+async def assert_all_counted(database: asyncpg.Connection | asyncpg.Pool) -> None:
+    """Nothing stored waits to be counted: for `eventually` checks, beside the stored count, before reading stats."""
+    assert not await database.fetchval("SELECT EXISTS (SELECT FROM uncounted_events)"), "events wait to be counted"
