@@ -263,12 +263,12 @@ class _Roles:
     pusher: Pusher | None
     writers: list[Writer]
     writer_tasks: list[asyncio.Task[None]]
-    counting: CountingLane | None
-    counting_task: asyncio.Task[None] | None
+    counting: list[CountingLane]
+    counting_tasks: list[asyncio.Task[None]]
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [self.http, *self.writer_tasks, *([self.counting_task] if self.counting_task else [])]
+        return [self.http, *self.writer_tasks, *self.counting_tasks]
 
 
 class Service:
@@ -360,9 +360,9 @@ class Service:
             for _ in range(settings.writer_concurrency if settings.role.runs_writer else 0)
         ]
         writer_tasks = [asyncio.create_task(writer.run(), name=f"writer {lane}") for lane, writer in enumerate(writers)]
-        counting = CountingLane(EventStore(self._database.url), metrics) if settings.role.runs_writer else None
-        counting_task = None if counting is None else asyncio.create_task(counting.run(), name="counting")
-        return _Roles(server, http, pusher, writers, writer_tasks, counting, counting_task)
+        counting = [CountingLane(EventStore(self._database.url), metrics) for _ in writers]
+        counting_tasks = [asyncio.create_task(lane.run(), name=f"counting {n}") for n, lane in enumerate(counting)]
+        return _Roles(server, http, pusher, writers, writer_tasks, counting, counting_tasks)
 
     async def _until_stopped(self, roles: _Roles) -> int:
         """Wait for a stop signal, a role that ends, or an embedded server that dies; say which; the exit code."""
@@ -398,9 +398,10 @@ class Service:
             writer.stop()
         for task in roles.writer_tasks:
             await _settle(task)
-        if roles.counting is not None and roles.counting_task is not None:  # after the lanes; a step in flight commits
-            roles.counting.stop()
-            await _settle(roles.counting_task)
+        for lane in roles.counting:  # after the writer lanes; a step in flight commits
+            lane.stop()
+        for task in roles.counting_tasks:
+            await _settle(task)
 
 
 async def _check_durability(client: Redis, durability: Durability) -> None:

@@ -51,7 +51,7 @@ from analytics.events.record import now_ms
 from analytics.stats import reports
 from analytics.stats.params import parse_report_query
 from analytics.stats.periods import buckets
-from analytics.store.events import count_pending, prepare, store
+from analytics.store.events import count_everything, prepare, store
 from analytics.store.queries import REPORTS
 from bench.data import DAYS, END, VisitStream
 from bench.harness import (
@@ -167,7 +167,8 @@ async def live_tail(database_url: str, level_events: int, seed: int) -> tuple[in
         for event in events:
             event.accepted_ms = now_ms()
         inserted = await store(connection, events)
-        await count_pending(connection, None)
+        async with connection.transaction():
+            await count_everything(connection)
     finally:
         await connection.close()
     return inserted, now

@@ -30,7 +30,7 @@ from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from analytics.config import DEFAULTS
 from analytics.events.record import Event, now_ms
-from analytics.store.events import count_pending, prepare, store
+from analytics.store.events import COUNTING_BUCKETS, count_everything, count_pending, prepare, store
 from analytics.store.partitions import Partitions
 from analytics.store.queries import STATS
 from bench.data import DAYS, EventStream
@@ -95,13 +95,15 @@ async def load(database_url: str, stream: Batches, count: int, batch_size: int) 
                 event.accepted_ms = accepted
             await partitions.before_batch(connection, records)
             inserted += await store(connection, records)
-            await count_pending(connection)  # as the counting lane would; None while the other lane's step runs
+            for bucket in range(COUNTING_BUCKETS):  # as a counting lane would; None while the other lane's step runs
+                await count_pending(connection, bucket)
             bar.update(len(records))
 
     started = time.perf_counter()
     try:
         await asyncio.gather(*(lane(connection) for connection in connections))
-        await count_pending(connections[0], None)  # what the lanes' last steps left
+        async with connections[0].transaction():
+            await count_everything(connections[0])  # what the lanes' last steps left
     finally:
         bar.close()
         for connection in connections:

@@ -357,8 +357,9 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
         started = time.perf_counter()
         transaction = connection.transaction()
         await transaction.start()
-        await timed(count_steps, "counting lock", connection.fetchval(WRITER["try_counting_lock"]))
-        await timed(count_steps, "take_uncounted", connection.execute(WRITER["take_uncounted"], None))
+        await timed(count_steps, "counting lock", connection.fetchval(WRITER["try_counting_lock"], 0))
+        # One step over every bucket's events: what one lane's steps do over a round of the buckets, at once.
+        await timed(count_steps, "take_uncounted", connection.execute(WRITER["take_uncounted"], None, 0, 1))
         counted = await connection.fetchval(WRITER["counted_count"])
         for label, statement in statements:
             await timed(count_steps, label, connection.execute(statement))
@@ -374,7 +375,7 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
         transaction = connection.transaction()
         await transaction.start()
         try:
-            await connection.execute(WRITER["take_uncounted"], None)
+            await connection.execute(WRITER["take_uncounted"], None, 0, 1)
             for label, statement in statements:
                 raw = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}")
                 plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]

@@ -13,7 +13,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from analytics.errors import DatabaseUnavailable
 from analytics.store import queries
-from analytics.store.events import count_pending
+from analytics.store.events import count_everything
 from analytics.store.failures import translated
 
 # The statements of an erasure may run long (a site's every row); writers wait meanwhile, and the queue grows.
@@ -60,14 +60,12 @@ async def _lock_out_writers(connection: PoolConnectionProxy) -> None:
     what is in them."""
     try:
         await connection.execute(queries.ERASURE["lock_out_writers"])
-        await connection.execute(queries.WRITER["counting_lock"])
+        await count_everything(connection)
     except asyncpg.LockNotAvailableError:
         raise DatabaseUnavailable(
-            "the writers (or another erasure) held the events table or the counting lock for more than 10 s: nothing "
+            "the writers (or another erasure) held the events table or a counting lock for more than 10 s: nothing "
             "was erased, retry"
         ) from None
-    await count_pending(connection, limit=None)
-    await connection.execute(queries.WRITER["forget_counted"])
 
 
 async def erase_user(pool: asyncpg.Pool, site_id: str, user_id: str) -> Erasure:

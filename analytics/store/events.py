@@ -26,6 +26,9 @@ COUNT: Final = queries.WRITER["count_rollups"] + queries.WRITER["rebuild_visits"
 # The most events one counting step takes: many batches' worth, so that each rollup row changes once for all of them,
 # and few enough that a step commits in about a second here.
 COUNT_STEP_EVENTS: Final = 50_000
+# Sites are counted in this many buckets (a hash of the site id), one step per bucket at a time: as many steps can run
+# side by side, on as many cores. The same in every process of a deployment.
+COUNTING_BUCKETS: Final = 8
 # The Event's fields in its own order, after the key: a staging row is the key and the record's fields.
 STAGING_COLUMNS: Final = ("event_key", *Event.__struct_fields__)
 
@@ -52,19 +55,30 @@ async def store(connection: asyncpg.Connection, events: Sequence[Event]) -> int:
 
 
 async def count_pending(
-    connection: asyncpg.Connection | PoolConnectionProxy, limit: int | None = COUNT_STEP_EVENTS
+    connection: asyncpg.Connection | PoolConnectionProxy, bucket: int, limit: int | None = COUNT_STEP_EVENTS
 ) -> int | None:
-    """One counting step: take up to `limit` uncounted events (None: all) and count them, in one transaction.
-
-    Returns how many it counted, or None when another step (or an erasure) holds the counting lock.
-    """
+    """One counting step: take up to `limit` uncounted events of the `bucket`'s sites and count them, in one
+    transaction. Returns how many it counted, or None when another step (or an erasure) holds the bucket."""
     async with connection.transaction():
-        if not await connection.fetchval(queries.WRITER["try_counting_lock"]):
+        if not await connection.fetchval(queries.WRITER["try_counting_lock"], bucket):
             return None
-        await connection.execute(queries.WRITER["take_uncounted"], limit)
+        await connection.execute(queries.WRITER["take_uncounted"], limit, bucket, COUNTING_BUCKETS)
         counted: int = await connection.fetchval(queries.WRITER["counted_count"])
         if counted:
             await connection.execute(COUNT)
+    return counted
+
+
+async def count_everything(connection: asyncpg.Connection | PoolConnectionProxy) -> int:
+    """Wait for the steps in flight, hold back the next ones until the caller's transaction ends (every bucket's lock,
+    in order), and count every event still uncounted. Inside a transaction: an erasure's, or a test's."""
+    for bucket in range(COUNTING_BUCKETS):
+        await connection.execute(queries.WRITER["counting_lock"], bucket)
+    await connection.execute(queries.WRITER["take_uncounted"], None, 0, 1)
+    counted: int = await connection.fetchval(queries.WRITER["counted_count"])
+    if counted:
+        await connection.execute(COUNT)
+    await connection.execute(queries.WRITER["forget_counted"])
     return counted
 
 
@@ -93,11 +107,11 @@ class EventStore:
             self.discard()
             raise
 
-    async def count(self, limit: int = COUNT_STEP_EVENTS) -> int | None:
+    async def count(self, bucket: int, limit: int = COUNT_STEP_EVENTS) -> int | None:
         """One counting step (`count_pending`) on this store's connection; dropped after any failure."""
         try:
             with translated():
-                return await count_pending(await self._connect(), limit)
+                return await count_pending(await self._connect(), bucket, limit)
         except BaseException:
             self.discard()
             raise

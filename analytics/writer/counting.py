@@ -1,20 +1,22 @@
-"""The counting lane: counts what the writer lanes stored into the rollups, visits and report cells, many batches at
-a time (store/events.py: `count_pending`). One per writer process; the counting lock lets one step run at a time over
-all processes, so the others wait their turn. Stopped, it ends after its current step: what it has not counted stays
-in `uncounted_events` for the next process."""
+"""A counting lane: counts what the writer lanes stored into the rollups, visits and report cells, many batches at a
+time (store/events.py: `count_pending`). A writer process runs as many as it has writer lanes. Each goes round the
+counting buckets, one step per bucket whose lock it gets, so lanes of every process spread over the buckets and never
+count the same sites at once. Stopped, it ends after its current step: what it has not counted stays in
+`uncounted_events` for the others, or the next process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from typing import Final
 
 from analytics.errors import DatabaseError, DatabaseUnavailable
 from analytics.observability.logs import StateLog
 from analytics.observability.metrics import Metrics
-from analytics.store.events import COUNT_STEP_EVENTS, EventStore
+from analytics.store.events import COUNT_STEP_EVENTS, COUNTING_BUCKETS, EventStore
 from analytics.writer.loop import backoff_delay
 
 logger = logging.getLogger(__name__)
@@ -40,27 +42,37 @@ class CountingLane:
         self._stop.set()
 
     async def run(self) -> None:
-        """Until `stop()`: one step after another while they come back full, a pause when not."""
+        """Until `stop()`: round after round of the buckets; a pause after a round in which no step came back full."""
+        first = random.randrange(COUNTING_BUCKETS)
         try:
             while not self._stop.is_set():
-                try:
-                    started = time.perf_counter()
-                    counted = await self._store.count(COUNT_STEP_EVENTS)
-                    self._database.recovered()
-                except DatabaseError as error:
-                    if not isinstance(error, DatabaseUnavailable) and self._database.failures == 0:
-                        logger.error("counting: postgresql refuses the step and needs an operator: %s", error)
-                    self._database.failed(error)
-                    await self._sleep(backoff_delay(self._database.failures))
-                    continue
-                if counted:
-                    self.counted += counted
-                    self._metrics.events_counted.inc(counted)
-                    self._metrics.count_seconds.observe(time.perf_counter() - started)
-                if counted is None or counted < COUNT_STEP_EVENTS:
+                full = False
+                for turn in range(COUNTING_BUCKETS):
+                    if self._stop.is_set():
+                        break
+                    full |= await self._step((first + turn) % COUNTING_BUCKETS)
+                if not full:
                     await self._sleep(self._interval_s)
         finally:
             await self._store.close()
+
+    async def _step(self, bucket: int) -> bool:
+        """One step on `bucket`; whether it came back full (more may be waiting there)."""
+        try:
+            started = time.perf_counter()
+            counted = await self._store.count(bucket, COUNT_STEP_EVENTS)
+            self._database.recovered()
+        except DatabaseError as error:
+            if not isinstance(error, DatabaseUnavailable) and self._database.failures == 0:
+                logger.error("counting: postgresql refuses the step and needs an operator: %s", error)
+            self._database.failed(error)
+            await self._sleep(backoff_delay(self._database.failures))
+            return False
+        if counted:
+            self.counted += counted
+            self._metrics.events_counted.inc(counted)
+            self._metrics.count_seconds.observe(time.perf_counter() - started)
+        return counted == COUNT_STEP_EVENTS
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -8,22 +8,20 @@ from collections.abc import Sequence
 import asyncpg
 
 from analytics.events.record import Event
-from analytics.store import queries
-from analytics.store.events import count_pending, store
+from analytics.store.events import count_everything, store
 
 
 async def store_and_count(connection: asyncpg.Connection, events: Sequence[Event]) -> int:
     """Store `events` (returns how many were new), then count everything pending, waiting for the counting lock as
     long as another connection's step holds it."""
     inserted = await store(connection, events)
-    await count_everything(connection)
+    await count_all_pending(connection)
     return inserted
 
 
-async def count_everything(connection: asyncpg.Connection) -> None:
+async def count_all_pending(connection: asyncpg.Connection) -> None:
     async with connection.transaction():
-        await connection.execute(queries.WRITER["counting_lock"])
-        await count_pending(connection, None)
+        await count_everything(connection)
 
 
 async def assert_all_counted(database: asyncpg.Connection | asyncpg.Pool) -> None:

@@ -11,15 +11,24 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from msgspec.structs import replace
 
 from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
 from analytics.observability.metrics import Metrics
 from analytics.store import queries
-from analytics.store.events import STAGING_COLUMNS, STAGING_TABLE, EventStore, count_pending, prepare, staging_rows
+from analytics.store.events import (
+    COUNTING_BUCKETS,
+    STAGING_COLUMNS,
+    STAGING_TABLE,
+    EventStore,
+    count_pending,
+    prepare,
+    staging_rows,
+)
 from analytics.writer.counting import CountingLane
 from tests.helpers.rollups import assert_rollups_recount_events
-from tests.helpers.storing import count_everything, store_and_count
+from tests.helpers.storing import count_all_pending, store_and_count
 from tests.helpers.waiting import eventually
 from tests.integration.test_visits import sessions, stored_visits
 
@@ -88,8 +97,8 @@ async def test_a_crash_at_any_statement_loses_nothing_and_counts_nothing_twice(
             if stop != "after commit":
                 transaction = lane.transaction()
                 await transaction.start()
-                assert await lane.fetchval(queries.WRITER["try_counting_lock"])
-                await lane.execute(queries.WRITER["take_uncounted"], None)
+                assert await lane.fetchval(queries.WRITER["try_counting_lock"], 0)
+                await lane.execute(queries.WRITER["take_uncounted"], None, 0, 1)  # every bucket's
                 assert await lane.fetchval(queries.WRITER["counted_count"]) == 20
                 for step in ("count_rollups", "rebuild_visits", "count_cells"):
                     if stop == f"after {step}":
@@ -103,27 +112,37 @@ async def test_a_crash_at_any_statement_loses_nothing_and_counts_nothing_twice(
     assert await db.fetchval("SELECT count(*) FROM events") == 50
 
 
-async def test_one_counting_step_at_a_time_and_the_next_counts_what_the_first_left(
+async def stored_uncounted(db: asyncpg.Connection, events: list[Event]) -> None:
+    async with db.transaction():
+        await db.copy_records_to_table(STAGING_TABLE, records=staging_rows(events), columns=STAGING_COLUMNS)
+        await db.fetchval(queries.WRITER["store"])
+
+
+async def bucket_of(db: asyncpg.Connection, site_id: str) -> int:
+    bucket: int = await db.fetchval("SELECT (hashtext($1) & 2147483647) % $2", site_id, COUNTING_BUCKETS)
+    return bucket
+
+
+async def test_one_step_at_a_time_per_bucket_and_the_next_counts_what_the_first_left(
     db: asyncpg.Connection, database_url: str
 ) -> None:
+    """Site c's events wait in its bucket; another site's in another. While a step holds c's bucket, a second step on
+    that bucket counts nothing, and a step on the other bucket counts only the other site, at the same time."""
     await prepare(db)
     for first in range(0, 60, 10):
-        async with db.transaction():
-            await db.copy_records_to_table(
-                STAGING_TABLE, records=staging_rows(batch(first, 10)), columns=STAGING_COLUMNS
-            )
-            await db.fetchval(queries.WRITER["store"])
+        await stored_uncounted(db, batch(first, 10))
+    buckets = {site: await bucket_of(db, site) for site in ("c", *(f"other{n}" for n in range(20)))}
+    other_site = next(site for site, bucket in buckets.items() if bucket != buckets["c"])
+    await stored_uncounted(db, [replace(event, site_id=other_site) for event in batch(100, 7)])
     other = await asyncpg.connect(database_url)
     try:
         await prepare(other)
         async with db.transaction():
-            assert await db.fetchval(queries.WRITER["try_counting_lock"])
-            assert await count_pending(other, None) is None, "another step holds the lock: this one counts nothing"
+            assert await db.fetchval(queries.WRITER["try_counting_lock"], buckets["c"])
+            assert await count_pending(other, buckets["c"], None) is None, "another step holds the bucket"
+            assert await count_pending(other, buckets[other_site], None) == 7, "the other bucket is free"
             assert await db.fetchval("SELECT count(*) FROM uncounted_events") == 60
-        assert await count_pending(other, 25) == 25
-        assert await count_pending(other, 25) == 25
-        assert await count_pending(other, 25) == 10
-        assert await count_pending(other, 25) == 0
+        assert [await count_pending(other, buckets["c"], 25) for _ in range(4)] == [25, 25, 10, 0]
     finally:
         await other.close()
     await assert_counted_exactly(db)
@@ -174,6 +193,6 @@ async def test_a_rollback_of_the_migration_is_refused_while_events_wait_to_be_co
         await db.fetchval(queries.WRITER["store"])
     with pytest.raises(asyncpg.RaiseError, match="let the writers count them"):
         await db.execute(rollback)
-    await count_everything(db)
+    await count_all_pending(db)
     await db.execute(rollback)
     assert await db.fetchval("SELECT to_regclass('uncounted_events')") is None

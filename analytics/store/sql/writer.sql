@@ -101,25 +101,30 @@ listed AS (
 SELECT count(*) FROM listed;
 
 -- name: take_uncounted
--- $1 how many at most. The first statement of a counting step, which holds the counting lock (`try_counting_lock`):
--- uncounted events move to inserted_events, where the statements below count them; committed together, they are
--- counted once. A ctid list, not a cursor: the table has no index, and any rows will do.
+-- $1 how many at most (NULL: all), $2 the counting bucket, $3 how many buckets (1: every site). The first statement of
+-- a counting step, which holds its bucket's lock (`try_counting_lock`): uncounted events of the bucket's sites move to
+-- inserted_events, where the statements below count them; committed together, they are counted once. A ctid list,
+-- not a cursor: the table has no index, and any of the bucket's rows will do.
 WITH taken AS (
     DELETE FROM uncounted_events
-    WHERE ctid = ANY (ARRAY(SELECT ctid FROM uncounted_events LIMIT $1))
+    WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM uncounted_events WHERE (hashtext(site_id) & 2147483647) % $3 = $2 LIMIT $1
+    ))
     RETURNING site_id, event_type, day, path, user_id, visitor, "timestamp"
 )
 INSERT INTO inserted_events (site_id, event_type, day, path, user_id, visitor, "timestamp")
 SELECT site_id, event_type, day, path, user_id, visitor, "timestamp" FROM taken;
 
 -- name: try_counting_lock
--- One counting step at a time, in any process: steps never wait for each other's rollup rows, and an erasure
--- (store/sql/erasure.sql) takes the lock to count what is pending before it removes anything. Held to the commit.
-SELECT pg_try_advisory_xact_lock(7021);
+-- $1 the bucket. Sites are split into buckets by a hash of their id, and one step at a time counts a bucket's sites,
+-- in any process: steps of different buckets run side by side and never share a rollup row, visit or cell, so they
+-- never wait for each other. Held to the commit.
+SELECT pg_try_advisory_xact_lock(7021, $1);
 
 -- name: counting_lock
--- An erasure's: it waits for the counting step in flight, and holds the next back until it commits.
-SELECT pg_advisory_xact_lock(7021);
+-- $1 the bucket. An erasure takes every bucket's, in order: it waits for the steps in flight and holds the next ones
+-- back until it commits.
+SELECT pg_advisory_xact_lock(7021, $1);
 
 -- name: count_rollups
 -- The v1 rollups from inserted_events, after `take_uncounted` (several statements, one round trip). Each takes its
