@@ -35,11 +35,11 @@ from tests.integration.test_visits import sessions, stored_visits
 START = datetime(2025, 11, 12, 23, 40, tzinfo=UTC)  # batches cross midnight: two days' rollups
 
 
-def batch(first: int, count: int) -> list[Event]:
+def batch(first: int, count: int, sites: int = 1) -> list[Event]:
     """Page views and clicks of a few visitors and users, minutes apart, some of them extending earlier visits."""
     return [
         Event(
-            "c",
+            "c" if sites == 1 else f"site{number % sites}",
             "page_view" if number % 3 else "click",
             f"/p{number % 4}",
             f"u{number % 3}" if number % 2 else None,
@@ -55,8 +55,9 @@ def batch(first: int, count: int) -> list[Event]:
 async def assert_counted_exactly(db: asyncpg.Connection) -> None:
     assert await db.fetchval("SELECT count(*) FROM uncounted_events") == 0
     await assert_rollups_recount_events(db)
-    rows = await db.fetch('SELECT visitor, "timestamp", event_type, path FROM events WHERE site_id = $1', "c")
-    assert await stored_visits(db, "c") == sessions(list(rows))
+    by_site = 'SELECT visitor, "timestamp", event_type, path FROM events WHERE site_id = $1'
+    for site_id in [row["site_id"] for row in await db.fetch("SELECT DISTINCT site_id FROM events")]:
+        assert await stored_visits(db, site_id) == sessions(list(await db.fetch(by_site, site_id))), site_id
 
 
 BATCH_STOPS = ["after COPY", "after store", "after commit"]
@@ -151,10 +152,11 @@ async def test_one_step_at_a_time_per_bucket_and_the_next_counts_what_the_first_
 async def test_the_counting_lane_keeps_up_with_writer_lanes_storing_at_once(
     db: asyncpg.Connection, database_url: str
 ) -> None:
-    """Three connections store overlapping batches concurrently (two lanes and a retry of each); the lane counts as
-    they go. When the stores end and the lane has caught up, every count is exact."""
-    counting = CountingLane(EventStore(database_url), Metrics(), interval_s=0.01)
-    running = asyncio.create_task(counting.run())
+    """Three connections store overlapping batches of six sites concurrently (two lanes and a retry of each); two
+    counting lanes count as they go, side by side on different buckets. When the stores end and the lanes have caught
+    up, every count is exact."""
+    counting = [CountingLane(EventStore(database_url), Metrics(), interval_s=0.01) for _ in range(2)]
+    running = [asyncio.create_task(lane.run()) for lane in counting]
     lanes = [await asyncpg.connect(database_url) for _ in range(3)]
     try:
         for lane in lanes:
@@ -163,7 +165,7 @@ async def test_the_counting_lane_keeps_up_with_writer_lanes_storing_at_once(
         async def store_all(lane: asyncpg.Connection, firsts: range) -> None:
             for first in firsts:
                 async with lane.transaction():
-                    rows = staging_rows(batch(first, 15))
+                    rows = staging_rows(batch(first, 15, sites=6))
                     await lane.copy_records_to_table(STAGING_TABLE, records=rows, columns=STAGING_COLUMNS)
                     await lane.fetchval(queries.WRITER["store"])
 
@@ -175,13 +177,14 @@ async def test_the_counting_lane_keeps_up_with_writer_lanes_storing_at_once(
 
         await eventually(caught_up)
     finally:
-        counting.stop()
-        await asyncio.wait_for(running, 10)
+        for lane in counting:
+            lane.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 10)
         for lane in lanes:
             await lane.close()
     sent = {number for mine in firsts for first in mine for number in range(first, first + 15)}
     assert await db.fetchval("SELECT count(*) FROM events") == len(sent)
-    assert counting.counted == len(sent)
+    assert sum(lane.counted for lane in counting) == len(sent)
     await assert_counted_exactly(db)
 
 

@@ -119,12 +119,12 @@ SELECT site_id, event_type, day, path, user_id, visitor, "timestamp" FROM taken;
 -- $1 the bucket. Sites are split into buckets by a hash of their id, and one step at a time counts a bucket's sites,
 -- in any process: steps of different buckets run side by side and never share a rollup row, visit or cell, so they
 -- never wait for each other. Held to the commit.
-SELECT pg_try_advisory_xact_lock(7021, $1);
+SELECT pg_try_advisory_xact_lock(7022, $1);
 
 -- name: counting_lock
 -- $1 the bucket. An erasure takes every bucket's, in order: it waits for the steps in flight and holds the next ones
 -- back until it commits.
-SELECT pg_advisory_xact_lock(7021, $1);
+SELECT pg_advisory_xact_lock(7022, $1);
 
 -- name: count_rollups
 -- The v1 rollups from inserted_events, after `take_uncounted` (several statements, one round trip). Each takes its
@@ -185,24 +185,16 @@ ON CONFLICT (site_id) DO UPDATE
 SET views = rollup.views + excluded.views, users = rollup.users + excluded.users;
 
 -- name: rebuild_visits
--- Visits (migrations/0008.visits.sql), run right after `count_rollups` in the same round trip (store/counting.py), and
+-- Visits (migrations/0008.visits.sql), run right after `count_rollups` in the same round trip (store/events.py), and
 -- by an erasure (store/erasure.py) with the events it removed in inserted_events. A new event can extend a visit, start
 -- one, or join two, and a removed one can shorten, split or end one; so every visit of the changed events' visitors
 -- within 30 minutes of one of them is deleted, and that stretch of the visitor's stored events is split into visits
 -- again: the result is what sessionizing all stored events would give, in any arrival order, and a re-delivered
--- batch (nothing inserted) touches nothing. Rebuilds serialize per visitor on an advisory lock taken before the
--- rebuild reads (each statement reads what committed before it began); the locks are 1,024 hash buckets, taken in
--- order, so a step of many visitors holds a bounded number of locks and rebuilds cannot deadlock.
+-- batch (nothing inserted) touches nothing. Rebuilds of one site never run at once: a counting step holds its
+-- bucket of sites (`try_counting_lock`), an erasure every bucket. (Per-visitor advisory locks did this while writers
+-- rebuilt in their batches; held by steps of many visitors, they made steps of different buckets wait for each other.)
 -- The visitors' visits and events are read by lateral subqueries that OFFSET 0 keeps apart from the join: one index
 -- range per visitor, whatever the (often stale, for a growing table) statistics would make of a join with the table.
-SELECT count(pg_advisory_xact_lock(7020, bucket))
-FROM (
-    SELECT DISTINCT hashtext(site_id || '/' || visitor) & 1023 AS bucket
-    FROM inserted_events
-    WHERE visitor IS NOT NULL
-    ORDER BY bucket
-) buckets;
-
 WITH touched AS (
     SELECT site_id, visitor, min("timestamp") AS first_at, max("timestamp") AS last_at
     FROM inserted_events
