@@ -46,7 +46,6 @@ from analytics.web.health import Readiness
 from analytics.web.ingest import Enrichment
 from analytics.web.server import Server, server_config
 from analytics.workers import supervise
-from analytics.writer.counting import CountingLane
 from analytics.writer.loop import Writer, new_writer_id
 
 logger = logging.getLogger("analytics")
@@ -263,12 +262,6 @@ class _Roles:
     pusher: Pusher | None
     writers: list[Writer]
     writer_tasks: list[asyncio.Task[None]]
-    counting: list[CountingLane]
-    counting_tasks: list[asyncio.Task[None]]
-
-    @property
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return [self.http, *self.writer_tasks, *self.counting_tasks]
 
 
 class Service:
@@ -360,15 +353,13 @@ class Service:
             for _ in range(settings.writer_concurrency if settings.role.runs_writer else 0)
         ]
         writer_tasks = [asyncio.create_task(writer.run(), name=f"writer {lane}") for lane, writer in enumerate(writers)]
-        counting = [CountingLane(EventStore(self._database.url), metrics) for _ in writers]
-        counting_tasks = [asyncio.create_task(lane.run(), name=f"counting {n}") for n, lane in enumerate(counting)]
-        return _Roles(server, http, pusher, writers, writer_tasks, counting, counting_tasks)
+        return _Roles(server, http, pusher, writers, writer_tasks)
 
     async def _until_stopped(self, roles: _Roles) -> int:
         """Wait for a stop signal, a role that ends, or an embedded server that dies; say which; the exit code."""
         stopper = asyncio.create_task(self._stop.wait())
         watcher = asyncio.create_task(_first_to_exit([self._database, self._redis]))
-        tasks = roles.tasks
+        tasks = [roles.http, *roles.writer_tasks]
         done, _ = await asyncio.wait([stopper, watcher, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         watcher.cancel()
@@ -397,10 +388,6 @@ class Service:
         for writer in roles.writers:
             writer.stop()
         for task in roles.writer_tasks:
-            await _settle(task)
-        for lane in roles.counting:  # after the writer lanes; a step in flight commits
-            lane.stop()
-        for task in roles.counting_tasks:
             await _settle(task)
 
 

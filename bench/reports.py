@@ -2,23 +2,22 @@
 
     python -m bench.reports [--levels 1000000,10000000] [--requests 500] [--budget 30]
 
-Loads each level's events into a fresh bench database through the writer's own code path
-(analytics.store.events.prepare, store and count_pending, in-process, batches of ANALYTICS_BATCH_SIZE on two
-connections, like the writer's two lanes), so `events` and the `visits` the counting rebuilds are exactly what the
-writer would keep; the load's rows/s is the writer's store and counting. Levels are cumulative; each level's new events
-come from bench/data.py's VisitStream over the same 90 days ending 2025-11-30 (300 sites with Zipf-like traffic,
-visitors making visits of 1-8 events, every enriched dimension filled). After each level, against the api role
-(`analytics serve --role api`) over real HTTP, one request at a time on one keep-alive connection, latency as the client
-sees it, for each kind (KINDS: a 30-day aggregate with visit metrics, a 30-day daily time series, top-10 breakdowns by
-path, source and country, a 12-month monthly time series in Asia/Kolkata, pages for country==DE, live visitors) and each
-group of sites: (a) drawn uniformly from the 300, (b) drawn from the BUSIEST sites with the most page views. `date` is
-2025-11-30, so every period covers the data. Each (kind, group) gets warm-up requests, then up to --requests measured
-ones or --budget seconds, whichever ends first (a 503 is the service's 10-second deadline: counted, and kept in the
-latencies as the wait it was).
+Loads each level's events into a fresh bench database through the writer's own code path (analytics.store.events.prepare
+and merge, in-process, batches of ANALYTICS_BATCH_SIZE on two connections, like the writer's two lanes), so `events`
+and the `visits` the merge rebuilds are exactly what the writer would keep; the load's rows/s is the writer's merge
+with visits. Levels are cumulative; each level's new events come from bench/data.py's VisitStream over the same 90
+days ending 2025-11-30 (300 sites with Zipf-like traffic, visitors making visits of 1-8 events, every enriched
+dimension filled). After each level, against the api role (`analytics serve --role api`) over real HTTP, one request
+at a time on one keep-alive connection, latency as the client sees it, for each kind (KINDS: a 30-day aggregate with
+visit metrics, a 30-day daily time series, top-10 breakdowns by path, source and country, a 12-month monthly time
+series in Asia/Kolkata, pages for country==DE, live visitors) and each group of sites: (a) drawn uniformly from the
+300, (b) drawn from the BUSIEST sites with the most page views. `date` is 2025-11-30, so every period covers the
+data. Each (kind, group) gets warm-up requests, then up to --requests measured ones or --budget seconds, whichever
+ends first (a 503 is the service's 10-second deadline: counted, and kept in the latencies as the wait it was).
 
 Realtime counts the visitors of the last five minutes of the wall clock, which the stored 2025 data never reaches:
 before the realtime requests, a live tail of VisitStream events over the last LIVE_MINUTES minutes, at the level's
-average rate, is stored and counted the same way.
+average rate, is merged the same way.
 
 Then, on the busiest site, EXPLAIN (ANALYZE, BUFFERS) of every statement each kind runs, built by the service's own
 code (analytics.stats.reports): time, rows read from events and visits, buffers, spills, JIT; the same for the
@@ -51,7 +50,7 @@ from analytics.events.record import now_ms
 from analytics.stats import reports
 from analytics.stats.params import parse_report_query
 from analytics.stats.periods import buckets
-from analytics.store.events import count_everything, prepare, store
+from analytics.store.events import merge, prepare
 from analytics.store.queries import REPORTS
 from bench.data import DAYS, END, VisitStream
 from bench.harness import (
@@ -155,7 +154,7 @@ def request_path(kind: Kind, site: str) -> str:
 
 
 async def live_tail(database_url: str, level_events: int, seed: int) -> tuple[int, datetime]:
-    """Store and count the last LIVE_MINUTES of wall-clock traffic at the level's average rate (none in the future)."""
+    """Merge the last LIVE_MINUTES of wall-clock traffic at the level's average rate (no event in the future)."""
     now = datetime.now(UTC)
     count = max(1, round(level_events / (DAYS * 1440) * LIVE_MINUTES))
     stream = VisitStream(seed, count, days=LIVE_MINUTES / 1440, end=now)
@@ -166,9 +165,7 @@ async def live_tail(database_url: str, level_events: int, seed: int) -> tuple[in
         await prepare(connection)
         for event in events:
             event.accepted_ms = now_ms()
-        inserted = await store(connection, events)
-        async with connection.transaction():
-            await count_everything(connection)
+        inserted = await merge(connection, events)
     finally:
         await connection.close()
     return inserted, now
@@ -532,9 +529,7 @@ async def measure(args: argparse.Namespace) -> tuple[list[Level], list[str]]:
                 rate, inserted = await load(url, stream, count - loaded, args.batch_size)
                 loaded, generated = count, generated + stream.visits_started
                 level = Level(count, rate, inserted, generated)
-                print(
-                    f"{count:,} events loaded through the writer's store and counting at {rate:,.0f} rows/s", flush=True
-                )
+                print(f"{count:,} events loaded through the writer's merge at {rate:,.0f} rows/s", flush=True)
                 by_views = await sites_by_views(url)
                 sites, busiest = sorted(by_views), by_views[:BUSIEST]
                 level.tables, level.visits_check = await describe_tables(url, generated)
@@ -585,7 +580,7 @@ def p99(level: Level, kind: Kind, group: str) -> float:
 
 def level_lines(level: Level) -> list[str]:
     rate = f"{level.load_rows_per_s:,.0f} rows/s"
-    lines = [f"{level.events:,} events (loaded through the writer's store and counting, visits included, at {rate}):"]
+    lines = [f"{level.events:,} events (loaded through the writer's merge, visits included, at {rate}):"]
     for kind in KINDS:
         parts = [f"{group} {sample_text(level.samples[kind.name, group])}" for group in GROUPS]
         lines.append(f"{level.events:,} {kind.name}: " + "; ".join(parts))
@@ -685,7 +680,7 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=500, help="most measured requests per kind, group and level")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds of measured requests per kind and group")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="events per batch")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="events per merge")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help=f"keep the {DATABASE} database afterwards")
     args = parser.parse_args()

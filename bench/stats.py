@@ -2,14 +2,15 @@
 
     python -m bench.stats [--levels 100000,1000000,10000000] [--requests 1000]
 
-Loads each level's events into a fresh bench database through the writer's own code path
-(analytics.store.events.prepare, store and count_pending, in-process, batches of ANALYTICS_BATCH_SIZE on two
-connections, like the writer's two lanes), so the rollups are exactly what the writer would keep. Levels are cumulative;
-each level's new events come from bench/data.py in time order over the same 90 days (300 sites, Zipf-like traffic, up to
-2,000 paths and 200,000 visitors per site). After each level, against the api role (`analytics serve --role api`) over
-real HTTP, one request at a time on one keep-alive connection: --requests GET /api/reporting/stats?site_id=…&date=… for
-(site, day) pairs drawn uniformly from those that have page views, and --requests all-time (no date, the contract's
-"all-time") for sites drawn uniformly; latency as the client sees it."""
+Loads each level's events into a fresh bench database through the writer's own code path (analytics.store.events.prepare
+and merge, in-process, batches of ANALYTICS_BATCH_SIZE on two connections, like the writer's two lanes), so the
+rollups are exactly what the writer would keep. Levels are cumulative; each level's new events come from
+bench/data.py in time order over the same 90 days (300 sites, Zipf-like traffic, up to 2,000 paths and 200,000
+visitors per site). After each level, against the api role (`analytics serve --role api`) over real HTTP, one
+request at a time on one keep-alive connection: --requests GET /api/reporting/stats?site_id=…&date=… for (site, day)
+pairs drawn uniformly from those that have page views, and --requests all-time (no date, the contract's "all-time")
+for sites drawn uniformly; latency as the client sees it.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from analytics.config import DEFAULTS
 from analytics.events.record import Event, now_ms
-from analytics.store.events import COUNTING_BUCKETS, count_everything, count_pending, prepare, store
+from analytics.store.events import merge, prepare
 from analytics.store.partitions import Partitions
 from analytics.store.queries import STATS
 from bench.data import DAYS, EventStream
@@ -78,7 +79,7 @@ class Batches(Protocol):
 
 
 async def load(database_url: str, stream: Batches, count: int, batch_size: int) -> tuple[float, int]:
-    """Store and count `count` events in batches, on LANES connections; returns (rows/s, rows inserted)."""
+    """Merge `count` events in batches, on LANES connections; returns (rows/s, rows inserted)."""
     connections = [await asyncpg.connect(database_url) for _ in range(LANES)]
     for connection in connections:
         await prepare(connection)
@@ -94,16 +95,12 @@ async def load(database_url: str, stream: Batches, count: int, batch_size: int) 
             for event in records:
                 event.accepted_ms = accepted
             await partitions.before_batch(connection, records)
-            inserted += await store(connection, records)
-            for bucket in range(COUNTING_BUCKETS):  # as a counting lane would; None while the other lane's step runs
-                await count_pending(connection, bucket)
+            inserted += await merge(connection, records)
             bar.update(len(records))
 
     started = time.perf_counter()
     try:
         await asyncio.gather(*(lane(connection) for connection in connections))
-        async with connections[0].transaction():
-            await count_everything(connections[0])  # what the lanes' last steps left
     finally:
         bar.close()
         for connection in connections:
@@ -257,7 +254,7 @@ def level_line(level: Level) -> str:
         for kind in KINDS
     )
     return (
-        f"{level.events:,} events (stored and counted as the writer does at {level.load_rows_per_s:,.0f} rows/s): "
+        f"{level.events:,} events (loaded through the writer's merge at {level.load_rows_per_s:,.0f} rows/s): "
         + "; ".join(parts)
         + f"; the {BUSIEST} busiest sites alone: {busiest}"
     )
@@ -310,7 +307,7 @@ def main() -> None:
         help="cumulative event counts (default: 100000,1000000,10000000)",
     )
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per kind and level")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="events per batch")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="events per merge")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with Interference() as interference:

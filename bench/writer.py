@@ -4,12 +4,10 @@
 
 1. Fills the bench queue with --events records (analytics' own record encoding, RPUSH of 1,000 per call, pipelined)
    from bench/data.py's event stream, then starts `analytics serve --role writer --no-migrate` on a fresh migrated
-   database and measures rows/s until the queue and every processing list are empty and every stored event is
-   counted (`uncounted_events` empty: the rollups, visits and cells are up to date); the writer's peak RSS (VmHWM),
-   and the CPU its process, its PostgreSQL backends and PostgreSQL's WAL writer/checkpointer used.
+   database and measures rows/s until the queue and every processing list are empty; the writer's peak RSS
+   (VmHWM), and the CPU its process, its PostgreSQL backends and PostgreSQL's WAL writer/checkpointer used.
 2. Profiles a second drain (--profile-events more records) with py-spy, if installed (`pip install py-spy`).
-3. Times the writer's batch (COPY, store, commit) for a few batches at the size reached, then each statement of one
-   counting step over them, plus EXPLAIN ANALYZE of the counting statements.
+3. Times each statement of the writer's merge for a few batches at the size reached, plus EXPLAIN ANALYZE of one.
 4. Plain COPY (asyncpg copy_records_to_table, --batch-size rows per COPY, --lanes connections in parallel, then one)
    of the same rows into the events table of another fresh migrated database (rollup tables dropped), rows prepared
    before the clock starts: the ceiling the writer is compared with.
@@ -39,7 +37,7 @@ from analytics.events.record import Event, encode_event, event_key, now_ms
 from analytics.queue.client import snapshot
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK
-from analytics.store.events import COUNT, STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from analytics.store.events import MERGE, STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
 from analytics.store.partitions import Partitions
 from analytics.store.queries import WRITER
 from bench import profiling
@@ -67,6 +65,8 @@ PIPELINE_CHUNKS: Final = 20
 POLL_S: Final = 0.05
 DRAIN_TIMEOUT_S: Final = 1800
 STATEMENT_BATCHES: Final = 6
+EVENT_KEY_ONLY_SQL: Final = "SELECT count(event_key(site_id, event_type, user_id, path, ts_us)) FROM staging_events"
+SCAN_ONLY_SQL: Final = "SELECT count(site_id || event_type || path || user_id || ts_us) FROM staging_events"
 ROLLUP_TABLES: Final = (
     "daily_totals",
     "daily_users",
@@ -80,8 +80,7 @@ ROLLUP_TABLES: Final = (
 @dataclass
 class Drain:
     events: int
-    seconds: float  # until stored and counted
-    stored_seconds: float  # until the queue was empty
+    seconds: float
     steady_rows_per_s: float
     stored: int
     rss_peak_mb: float
@@ -175,7 +174,6 @@ async def writer_metrics(port: int) -> dict[str, float]:
 @dataclass
 class _Progress:
     started: float | None = None
-    stored: float | None = None  # the queue drained: every event stored, not necessarily counted
     ended: float | None = None
     mark10: tuple[float, int] | None = None
     mark90: tuple[float, int] | None = None
@@ -191,11 +189,8 @@ async def _watch(
     admin_url: str,
     profile_seconds: float,
 ) -> _Progress:
-    """Poll the queue until it and every processing list are empty, then `uncounted_events` (where there is one: a
-    release before counted in the batch) until it is empty; CPU use is measured from 10 % to the end."""
+    """Poll the queue until it and every processing list are empty; CPU use is measured from 10 % to the end."""
     progress = _Progress()
-    database = await asyncpg.connect(writer.env["DATABASE_URL"])
-    counting = await database.fetchval("SELECT to_regclass('uncounted_events') IS NOT NULL")
     redis_server = await redis_pid(client)
     watched: dict[str, int] = {}
     before: dict[str, float] = {}
@@ -221,12 +216,9 @@ async def _watch(
             bar.n = done
             bar.refresh()
             if remaining == 0:
-                progress.stored = progress.stored or now
-                if not counting or not await database.fetchval("SELECT EXISTS (SELECT FROM uncounted_events)"):
-                    progress.ended = time.monotonic()
-                    break
+                progress.ended = now
+                break
             await asyncio.sleep(POLL_S)
-    await database.close()
     if progress.mark10 is not None and progress.ended is not None:
         window = progress.ended - progress.mark10[0]
         for name, pid in watched.items():
@@ -270,13 +262,12 @@ async def drain(
         log = writer.log()
         writer.__exit__()
     started, ended, mark10, mark90 = progress.started, progress.ended, progress.mark10, progress.mark90
-    if started is None or ended is None or mark10 is None or mark90 is None or progress.stored is None:
+    if started is None or ended is None or mark10 is None or mark90 is None:
         raise RuntimeError(f"the writer did not drain the queue in {DRAIN_TIMEOUT_S} s:\n{log}")
     steady = (mark90[1] - mark10[1]) / (mark90[0] - mark10[0]) if mark90[0] > mark10[0] else float("nan")
     result = Drain(
         events=total,
         seconds=ended - started,
-        stored_seconds=progress.stored - started,
         steady_rows_per_s=steady,
         stored=int(metrics.get("analytics_events_stored_total", 0)),
         rss_peak_mb=rss.peak_mb,
@@ -291,13 +282,13 @@ async def drain(
 # --- statement timings ---------------------------------------------------------------------------------------------
 
 
-def count_statements() -> list[tuple[str, str]]:
-    """A counting step's statements after it took its events, each labelled by the tables it inserts into."""
-    statements = [part.strip() for part in re.split(r";\s*\n", COUNT) if part.strip()]
+def merge_statements() -> list[tuple[str, str]]:
+    """The writer's merge, split into its statements, each labelled by the tables it inserts into."""
+    statements = [part.strip() for part in re.split(r";\s*\n", MERGE) if part.strip()]
     labelled = []
     for statement in statements:
         targets = re.findall(r"INSERT INTO (\w+)", statement)
-        labelled.append((" + ".join(dict.fromkeys(targets)) or "advisory locks", statement))
+        labelled.append((" + ".join(dict.fromkeys(targets)), statement))
     return labelled
 
 
@@ -318,64 +309,81 @@ def _exclusive_nodes(plan: dict[str, Any], found: list[tuple[float, str]]) -> No
 
 
 async def statement_timings(database_url: str, stream: EventStream, batch_size: int) -> list[str]:
-    """Wall time of the writer's batch (COPY, store, commit) over a few batches committed for real, then of each
-    statement of one counting step over all of them; then the counting statements explained (rolled back)."""
-    statements = count_statements()
+    """Per-statement wall time of the merge over a few batches committed for real; then one batch explained."""
+    statements = merge_statements()
     connection = await asyncpg.connect(database_url)
     try:
         await prepare(connection)
         rows_before = await connection.fetchval("SELECT count(*) FROM events")
-        batch_steps: dict[str, float] = {}
-        count_steps: dict[str, float] = {}
+        steps: dict[str, float] = {}
 
-        def add(steps: dict[str, float], step: str, seconds: float) -> None:
+        def add(step: str, seconds: float) -> None:
             steps[step] = steps.get(step, 0.0) + seconds
 
-        async def timed(steps: dict[str, float], step: str, statement: Any) -> Any:
-            clock = time.perf_counter()
-            result = await statement
-            add(steps, step, time.perf_counter() - clock)
-            return result
-
-        # The drains left nothing uncounted (their watch waited for it): the step below counts these batches only.
-        for records in stream.batches(STATEMENT_BATCHES * batch_size, batch_size):
-            started = time.perf_counter()
+        # Alternate batches commit with synchronous_commit off (not waiting for the WAL flush): interleaved, so the
+        # difference is what the fsync at commit costs rather than drift between two series.
+        async_commit = 0.0
+        for number, records in enumerate(stream.batches(2 * STATEMENT_BATCHES * batch_size, batch_size)):
+            queued = records
+            if number % 2:
+                started = time.perf_counter()
+                async with connection.transaction():
+                    await connection.execute("SET LOCAL synchronous_commit = off")
+                    await connection.copy_records_to_table(
+                        STAGING_TABLE, records=staging_rows(queued), columns=STAGING_COLUMNS
+                    )
+                    for _, statement in statements:
+                        await connection.execute(statement)
+                    await connection.fetchval(WRITER["inserted_count"])
+                async_commit += time.perf_counter() - started
+                continue
             transaction = connection.transaction()
-            await timed(batch_steps, "BEGIN", transaction.start())
-            rows = staging_rows(records)
-            await timed(
-                batch_steps,
-                "COPY into staging",
-                connection.copy_records_to_table(STAGING_TABLE, records=rows, columns=STAGING_COLUMNS),
-            )
-            await timed(
-                batch_steps, "store (event_keys, events, uncounted_events)", connection.fetchval(WRITER["store"])
-            )
-            await timed(batch_steps, "COMMIT", transaction.commit())
-            add(batch_steps, "whole batch", time.perf_counter() - started)
+            started = time.perf_counter()
+            await transaction.start()
+            add("BEGIN", time.perf_counter() - started)
+            clock = time.perf_counter()
+            await connection.copy_records_to_table(STAGING_TABLE, records=staging_rows(queued), columns=STAGING_COLUMNS)
+            add("COPY into staging", time.perf_counter() - clock)
+            for label, statement in statements:
+                clock = time.perf_counter()
+                await connection.execute(statement)
+                add(f"INSERT {label}", time.perf_counter() - clock)
+            clock = time.perf_counter()
+            await connection.fetchval(WRITER["inserted_count"])
+            add("count inserted", time.perf_counter() - clock)
+            clock = time.perf_counter()
+            await transaction.commit()
+            add("COMMIT", time.perf_counter() - clock)
+            add("whole batch", time.perf_counter() - started)
 
-        started = time.perf_counter()
-        transaction = connection.transaction()
-        await transaction.start()
-        await timed(count_steps, "counting lock", connection.fetchval(WRITER["try_counting_lock"], 0))
-        # One step over every bucket's events: what one lane's steps do over a round of the buckets, at once.
-        await timed(count_steps, "take_uncounted", connection.execute(WRITER["take_uncounted"], None, 0, 1))
-        counted = await connection.fetchval(WRITER["counted_count"])
-        for label, statement in statements:
-            await timed(count_steps, label, connection.execute(statement))
-        await timed(count_steps, "COMMIT", transaction.commit())
-        add(count_steps, "whole step", time.perf_counter() - started)
+        # The SQL key function alone (the writer computes keys in Python; the migration's backfill uses this): what
+        # computing it in PostgreSQL would cost per batch.
+        key_ms: float | None = None
+        if await connection.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'event_key'"):
+            records = stream.events(batch_size)
+            async with connection.transaction():
+                await connection.copy_records_to_table(
+                    STAGING_TABLE,
+                    records=staging_rows(records),
+                    columns=STAGING_COLUMNS,
+                )
+                clock = time.perf_counter()
+                await connection.fetchval(EVENT_KEY_ONLY_SQL)
+                key_ms = (time.perf_counter() - clock) * 1000
+                clock = time.perf_counter()
+                await connection.fetchval(SCAN_ONLY_SQL)
+                key_ms -= (time.perf_counter() - clock) * 1000
 
         explained: list[str] = []
-        for records in stream.batches(STATEMENT_BATCHES * batch_size, batch_size):
-            async with connection.transaction():
-                rows = staging_rows(records)
-                await connection.copy_records_to_table(STAGING_TABLE, records=rows, columns=STAGING_COLUMNS)
-                await connection.fetchval(WRITER["store"])
+        records = stream.events(batch_size)
         transaction = connection.transaction()
         await transaction.start()
         try:
-            await connection.execute(WRITER["take_uncounted"], None, 0, 1)
+            await connection.copy_records_to_table(
+                STAGING_TABLE,
+                records=staging_rows(records),
+                columns=STAGING_COLUMNS,
+            )
             for label, statement in statements:
                 raw = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}")
                 plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
@@ -389,21 +397,23 @@ async def statement_timings(database_url: str, stream: EventStream, batch_size: 
     finally:
         await connection.close()
 
-    per_batch = {step: seconds / STATEMENT_BATCHES * 1000 for step, seconds in batch_steps.items()}
-    whole_batch = per_batch.pop("whole batch")
-    per_step = {step: seconds * 1000 for step, seconds in count_steps.items()}
-    whole_step = per_step.pop("whole step")
-    table = ["| step | ms | share |", "|---|---:|---:|"]
-    table += [f"| batch: {step} | {ms:.1f} | {ms / whole_batch:.0%} |" for step, ms in per_batch.items()]
-    table.append(f"| batch of {batch_size:,}, whole | {whole_batch:.1f} | 100% |")
-    table += [f"| counting step: {step} | {ms:.1f} | {ms / whole_step:.0%} |" for step, ms in per_step.items()]
-    table.append(f"| counting step of {counted:,}, whole | {whole_step:.1f} | 100% |")
+    per_batch = {step: seconds / STATEMENT_BATCHES * 1000 for step, seconds in steps.items()}
+    whole = per_batch.pop("whole batch")
+    table = ["| step | ms per batch | share |", "|---|---:|---:|"]
+    table += [f"| {step} | {ms:.1f} | {ms / whole:.0%} |" for step, ms in per_batch.items()]
+    table.append(f"| whole batch | {whole:.1f} | 100% |")
+    key_line = (
+        []
+        if key_ms is None
+        else [f"event_key() alone over one staged batch: {key_ms:.1f} ms ({key_ms * 1000 / batch_size:.1f} µs/row)"]
+    )
     return [
-        f"{STATEMENT_BATCHES} batches of {batch_size:,} at {rows_before:,} stored rows, one connection: "
-        f"{whole_batch:.1f} ms per batch = {batch_size / whole_batch * 1000:,.0f} rows/s on one lane; one counting "
-        f"step over their {counted:,} events: {whole_step:.1f} ms = {counted / whole_step * 1000:,.0f} events/s",
+        f"merge statements, {STATEMENT_BATCHES} batches of {batch_size:,} at {rows_before:,} stored rows, one "
+        f"connection: {whole:.1f} ms per batch = {batch_size / whole * 1000:,.0f} rows/s on one lane; "
+        f"interleaved batches with synchronous_commit off: {async_commit / STATEMENT_BATCHES * 1000:.1f} ms per batch",
         "\n".join(table),
-        *[f"EXPLAIN ANALYZE (counting step of {counted:,}) {line}" for line in explained],
+        *key_line,
+        *[f"EXPLAIN ANALYZE {line}" for line in explained],
     ]
 
 
@@ -524,13 +534,11 @@ async def measure(args: argparse.Namespace) -> tuple[list[str], list[str], list[
             f"queue filled at {push_rate:,.0f} records/s (RPUSH of {PUSH_CHUNK:,}, {PIPELINE_CHUNKS} per pipeline)",
             f"writer ({args.lanes} lanes, batches of {args.batch_size:,}): {args.events:,} events drained in "
             f"{result.seconds:.1f} s = {result.rows_per_s:,.0f} rows/s (10 %→90 % of the backlog: "
-            f"{result.steady_rows_per_s:,.0f} rows/s); {stored_rows:,} rows stored, writer counted {result.stored:,}; "
-            f"the queue was empty after {result.stored_seconds:.1f} s, the last event counted "
-            f"{result.seconds - result.stored_seconds:.1f} s later",
+            f"{result.steady_rows_per_s:,.0f} rows/s); {stored_rows:,} rows stored, writer counted {result.stored:,}",
             f"writer RSS with the {args.events:,} backlog: peak {result.hwm_mb:.0f} MB (VmHWM; sampled VmRSS peak "
             f"{result.rss_peak_mb:.0f} MB) (target <= 250 MB: {met(result.hwm_mb <= 250)})",
             f"cores used while draining: {cores}",
-            f"writer's own COPY+store+commit timer: {result.batches:,} batches, {per_batch_ms:.0f} ms per batch, "
+            f"writer's own COPY+merge+commit timer: {result.batches:,} batches, {per_batch_ms:.0f} ms per batch, "
             f"lanes busy {lanes_busy:.0%} of the wall time",
         ]
         profile_summary: list[str] = []

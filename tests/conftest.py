@@ -29,7 +29,6 @@ from analytics.queue.pusher import Pusher
 from analytics.store.connect import create_pool
 from analytics.store.events import EventStore
 from analytics.store.migrations import migrate
-from analytics.writer.counting import CountingLane
 from analytics.writer.loop import Writer, new_writer_id
 from tests.helpers.databases import cloned_database, with_database
 from tests.helpers.servers import Client, api_app, serving
@@ -116,15 +115,12 @@ def writer_queue(redis: aioredis.Redis, keys: QueueKeys, settings: Settings) -> 
 
 @pytest.fixture
 async def writer(settings: Settings, database_url: str, writer_queue: WriterQueue) -> AsyncIterator[Writer]:
-    """A writer lane and the counting lane, as `serve --role writer` runs them, in the test's event loop against the
-    test's database and keys."""
+    """A writer running in the test's event loop against the test's database and keys."""
     running = Writer(settings, EventStore(database_url), writer_queue, Metrics())
-    counting = CountingLane(EventStore(database_url), Metrics(), interval_s=0.02)
-    tasks = [asyncio.create_task(running.run()), asyncio.create_task(counting.run())]
+    task = asyncio.create_task(running.run())
     yield running
     running.stop()
-    counting.stop()
-    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture

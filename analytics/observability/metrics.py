@@ -144,7 +144,7 @@ class Metrics:
         )
         self.write_seconds = Histogram(
             "analytics_writer_write_seconds",
-            "COPY, store and commit of one batch.",
+            "COPY, merge and commit of one batch.",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -152,17 +152,6 @@ class Metrics:
             "analytics_end_to_end_lag_seconds",
             "From the 202 to the commit, for the oldest event of each batch.",
             buckets=LAG_BUCKETS,
-            registry=registry,
-        )
-        self.events_counted = Counter(
-            "analytics_events_counted",
-            "Stored events counted into the rollups, visits and report cells by this process's counting steps.",
-            registry=registry,
-        )
-        self.count_seconds = Histogram(
-            "analytics_writer_count_seconds",
-            "One counting step: take the uncounted events, count them, commit.",
-            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.heartbeats = Counter(

@@ -19,8 +19,7 @@ POOL_IDLE_LIFETIME_S: Final = 60.0
 # saved on reports over many events (a busiest site's 30-day aggregate at 10M: 940 ms with it, 700 ms without).
 # bench/RESULTS.md "v2 reports latency against event count" and "reports without JIT".
 POOL_SETTINGS: Final = {"jit": "off", "plan_cache_mode": "force_custom_plan"}
-# The writer: one connection per lane (and one for its counting), kept while it works; a batch's COPY and store, or a
-# counting step, may take a while under load.
+# The writer: one connection per lane, kept while it works; a batch's COPY and merge may take a while under load.
 WRITER_CONNECT_TIMEOUT_S: Final = 5.0
 WRITER_COMMAND_TIMEOUT_S: Final = 60.0
 CLOSE_TIMEOUT_S: Final = 5.0

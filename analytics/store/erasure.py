@@ -13,7 +13,6 @@ from asyncpg.pool import PoolConnectionProxy
 
 from analytics.errors import DatabaseUnavailable
 from analytics.store import queries
-from analytics.store.events import count_everything
 from analytics.store.failures import translated
 
 # The statements of an erasure may run long (a site's every row); writers wait meanwhile, and the queue grows.
@@ -55,22 +54,18 @@ def user_digest(site_id: str, user_id: str) -> str:
 
 
 async def _lock_out_writers(connection: PoolConnectionProxy) -> None:
-    """Wait for the writers' batches and the counting step in flight, and hold back the next ones, until the
-    transaction ends; count what the writers stored before, so that the erasure takes out of the rollups exactly
-    what is in them."""
+    """Wait for the writers' batches in flight, and hold back the next ones, until the transaction ends."""
     try:
         await connection.execute(queries.ERASURE["lock_out_writers"])
-        await count_everything(connection)
     except asyncpg.LockNotAvailableError:
         raise DatabaseUnavailable(
-            "the writers (or another erasure) held the events table or a counting lock for more than 10 s: nothing "
-            "was erased, retry"
+            "the writers (or another erasure) held the events table for more than 10 s: nothing was erased, retry"
         ) from None
 
 
 async def erase_user(pool: asyncpg.Pool, site_id: str, user_id: str) -> Erasure:
     """Remove every event of `user_id` on `site_id`, take them out of the rollups, and rebuild the visits they were
-    in from the visitor's remaining events, as the counting step builds them."""
+    in from the visitor's remaining events, as the writer's merge builds them."""
     with translated():
         async with pool.acquire() as connection:
             # The writer's temporary tables: the removed events go where the writer keeps a batch's inserted ones,
@@ -103,11 +98,9 @@ async def erase_user(pool: asyncpg.Pool, site_id: str, user_id: str) -> Erasure:
 async def erase_site(pool: asyncpg.Pool, site_id: str) -> Erasure:
     """Remove every row of `site_id`: events, rollups, visits and share links."""
     with translated():
-        async with pool.acquire() as connection:
-            await connection.execute(queries.WRITER["create_staging"])  # for the counting of what is pending
-            async with connection.transaction():
-                await _lock_out_writers(connection)
-                removed = await connection.fetchrow(queries.ERASURE["erase_site"], site_id, timeout=ERASE_TIMEOUT_S)
+        async with pool.acquire() as connection, connection.transaction():
+            await _lock_out_writers(connection)
+            removed = await connection.fetchrow(queries.ERASURE["erase_site"], site_id, timeout=ERASE_TIMEOUT_S)
     assert removed is not None, "a SELECT without FROM returns one row"
     return Erasure(
         site_id=site_id,

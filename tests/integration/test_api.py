@@ -21,7 +21,6 @@ from analytics.web.app import App
 from analytics.web.ingest import Enrichment, Ingest
 from tests.helpers.factories import event
 from tests.helpers.servers import api_app, serving
-from tests.helpers.storing import assert_all_counted
 from tests.helpers.waiting import eventually
 
 NO_DATA = {"status": "fail", "message": "No analytics data found for the specified criteria."}
@@ -49,7 +48,6 @@ async def stored_count(db: asyncpg.Connection) -> int:
 async def settled(db: asyncpg.Connection, expected: int) -> None:
     async def check() -> None:
         assert await stored_count(db) == expected
-        await assert_all_counted(db)
 
     await eventually(check)
 

@@ -40,7 +40,6 @@ DISTRIBUTED: Final = (
     "visits",
     "site_visit_bounds",
     "report_cells",
-    "uncounted_events",
     "daily_totals",
     "daily_users",
     "daily_path_views",
@@ -60,8 +59,6 @@ EXCEPTIONS: Final = {
     "partitions.sql:ensure_partition": "makes a month's partition for every site (DDL through the coordinator) and "
     "moves that month's rows of every site out of events_default",
     "partitions.sql:drop_before": "retention drops whole months of every site, with their keys",
-    "writer.sql:take_uncounted": "a counting step takes the uncounted events of any sites, many batches' at once: a "
-    "multi-shard DELETE … RETURNING through the coordinator, once per step rather than per request",
 }
 # Files whose statements answer stats requests: each must name one site by a parameter, so it goes to one shard.
 STATS_FILES: Final = ("stats.sql", "reports.sql")

@@ -26,13 +26,11 @@ import redis.asyncio as aioredis
 from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
 from analytics.queue.keys import QueueKeys
-from analytics.store import queries
 from analytics.store.erasure import erase_site, erase_user, user_digest
-from analytics.store.events import STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from analytics.store.events import MERGE, STAGING_COLUMNS, STAGING_TABLE, merge, prepare, staging_rows
 from analytics.store.shares import create_share
 from tests.helpers.factories import CHROME, IPHONE
 from tests.helpers.rollups import assert_rollups_recount_events, site_rows
-from tests.helpers.storing import assert_all_counted, store_and_count
 from tests.helpers.waiting import eventually
 from tests.integration.test_reports_oracle import (
     ADDRESSES,
@@ -92,7 +90,6 @@ async def ingest(client: httpx.AsyncClient, db: asyncpg.Connection, drafts: list
 
     async def all_stored() -> None:
         assert await db.fetchval("SELECT count(*) FROM events WHERE starts_with(site_id, $1)", prefix) == len(pairs)
-        await assert_all_counted(db)
 
     await eventually(all_stored, timeout_s=15)
     return [stored for _, stored in pairs]
@@ -216,14 +213,14 @@ async def test_an_erasure_waits_for_a_batch_in_flight_and_removes_it_too(
     erasure starts. The erasure must wait for its commit and then remove that view too."""
     at = datetime(2025, 11, 12, 10, tzinfo=UTC)
     await prepare(db)
-    await store_and_count(db, [page_view("w", "u1", at, "/a", 1), page_view("w", "u2", at, "/a", 2)])
+    await merge(db, [page_view("w", "u1", at, "/a", 1), page_view("w", "u2", at, "/a", 2)])
     lane = await asyncpg.connect(database_url)
     try:
         await prepare(lane)
         in_flight = [page_view("w", "u1", at + timedelta(minutes=5), "/a", 3), page_view("w", "u3", at, "/b", 4)]
         async with lane.transaction():
             await lane.copy_records_to_table(STAGING_TABLE, records=staging_rows(in_flight), columns=STAGING_COLUMNS)
-            await lane.fetchval(queries.WRITER["store"])
+            await lane.execute(MERGE)
             erasing = asyncio.create_task(erase_user(pool, "w", "u1"))
             await asyncio.sleep(0.5)
             assert not erasing.done()
@@ -272,7 +269,6 @@ async def test_an_erasure_while_a_writer_stores_a_stream_keeps_the_rollups_a_rec
         others = await db.fetchval("SELECT count(*) FROM events WHERE user_id IS DISTINCT FROM $1", ERASED_USER)
         assert others == others_sent
         assert await redis.llen(keys.queue) == 0
-        await assert_all_counted(db)
 
     async def stream(day: datetime) -> None:
         # The user's events first: the last record posted is another's, and its storage marks the end.
@@ -317,7 +313,7 @@ async def test_the_command_erases_and_audits_without_the_user_id(
     at = datetime(2025, 11, 12, 10, tzinfo=UTC)
     user = "jane@example.com"
     await prepare(db)
-    await store_and_count(
+    await merge(
         db,
         [
             page_view("shop", user, at, "/a", 1),

@@ -20,7 +20,6 @@ from analytics.queue.salts import DailySalts
 from analytics.writer.loop import Writer
 from tests.helpers.databases import migrated_before
 from tests.helpers.factories import CHROME, IPHONE, event
-from tests.helpers.storing import assert_all_counted
 from tests.helpers.waiting import eventually
 
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -38,7 +37,6 @@ async def rows_when(db: asyncpg.Connection, expected: int, where: str = "TRUE") 
     async def check() -> list[asyncpg.Record]:
         rows = await db.fetch(f'SELECT *, "timestamp" AS ts FROM events WHERE {where} ORDER BY "timestamp", id')
         assert len(rows) == expected
-        await assert_all_counted(db)
         return rows
 
     return await eventually(check)

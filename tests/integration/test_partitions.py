@@ -12,11 +12,10 @@ import asyncpg
 
 from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
-from analytics.store.events import prepare
+from analytics.store.events import merge, prepare
 from analytics.store.partitions import AHEAD_MONTHS, Partitions, add_months
 from tests.helpers.databases import migrated_before
 from tests.helpers.servers import Client
-from tests.helpers.storing import store_and_count
 
 NEW_YORK = ZoneInfo("America/New_York")
 WHERE = 'SELECT tableoid::regclass::text AS partition, "timestamp", path FROM events ORDER BY "timestamp"'
@@ -29,7 +28,7 @@ def page_view(site: str, at: datetime, path: str, **fields: object) -> Event:
 async def store(db: asyncpg.Connection, events: list[Event], partitions: Partitions | None = None) -> int:
     await prepare(db)
     await (partitions or Partitions()).before_batch(db, events)
-    return await store_and_count(db, events)
+    return await merge(db, events)
 
 
 def partition_of(day: date) -> str:

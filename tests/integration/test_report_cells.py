@@ -20,11 +20,10 @@ from analytics.stats import reports
 from analytics.stats.params import parse_report_query
 from analytics.store import queries
 from analytics.store.connect import create_pool
-from analytics.store.events import STAGING_COLUMNS, STAGING_TABLE, prepare, staging_rows
+from analytics.store.events import STAGING_COLUMNS, STAGING_TABLE, merge, prepare, staging_rows
 from tests.helpers.databases import migrated_before
 from tests.helpers.rollups import RECOUNTED, assert_rollups_recount_events
 from tests.helpers.servers import Client
-from tests.helpers.storing import store_and_count
 from tests.integration.test_reports_oracle import ZONES
 
 START = datetime(2026, 10, 24, 22, tzinfo=UTC)  # Berlin leaves DST during the next day
@@ -41,7 +40,7 @@ async def test_unfiltered_reports_read_the_cells_in_every_zone(client_with: Clie
     """Cells changed behind the writer's back change every unfiltered answer, and no filtered one: so the oracle's
     unfiltered checks go through the cells."""
     await prepare(db)
-    await store_and_count(db, [event("s", f"v{n}", 37 * n, user=f"u{n % 2}") for n in range(40)])
+    await merge(db, [event("s", f"v{n}", 37 * n, user=f"u{n % 2}") for n in range(40)])
     requests: list[tuple[str, dict[str, str]]] = []
     for zone in ZONES:
         custom = {"site_id": "s", "period": "custom", "from": "2026-10-23", "to": "2026-10-27", "timezone": zone}
@@ -97,12 +96,12 @@ async def test_the_writer_keeps_the_cells_a_recount_and_a_redelivery_changes_non
         for batch in batches
     ]
     for number, batch in enumerate(stored):
-        await store_and_count(db, batch)
+        await merge(db, batch)
         await assert_rollups_recount_events(db)
         for index in redelivered:
             if index <= number:
                 before = await db.fetch(CELLS)
-                assert await store_and_count(db, stored[index]) == 0
+                assert await merge(db, stored[index]) == 0
                 assert await db.fetch(CELLS) == before
 
 
@@ -110,7 +109,7 @@ async def _store_many(db: asyncpg.Connection, site: str, visitors: int) -> None:
     await prepare(db)
     events = [event(site, f"visitor-{n}", (n % 1000) / 100, user=f"user-{n}") for n in range(visitors)]
     for offset in range(0, len(events), 5000):
-        await store_and_count(db, events[offset : offset + 5000])
+        await merge(db, events[offset : offset + 5000])
 
 
 async def test_distinct_counts_in_one_bucket_are_exact_below_and_past_10000(
@@ -145,16 +144,11 @@ async def test_the_migration_counts_what_was_stored_before_it(postgres_url: str)
                 [event("s", f"v{n % 7}", 23 * n, "click") for n in range(1, 90, 2)],  # late: visits change
                 [event("t", "w", 5)],
             ]
-            # The writer of that release stored a batch as `store` does and counted it in the same transaction, the
-            # events it inserted going to inserted_events where `store` now lists them in uncounted_events; visits
-            # were rebuilt from them, and there were no cells.
-            stored_and_counted = queries.WRITER["store"].replace("uncounted_events", "inserted_events")
-            for batch in batches:
+            for batch in batches:  # the writer's statements of that release: merge and visits, no cells
                 async with connection.transaction():
                     rows = staging_rows(batch)
                     await connection.copy_records_to_table(STAGING_TABLE, records=rows, columns=STAGING_COLUMNS)
-                    await connection.fetchval(stored_and_counted)
-                    await connection.execute(queries.WRITER["rebuild_visits"])
+                    await connection.execute(queries.WRITER["merge"] + queries.WRITER["rebuild_visits"])
             database.apply_the_rest()
             kept, recounted = RECOUNTED["report_cells"]
             assert sorted(await connection.fetch(kept)) == sorted(await connection.fetch(recounted))

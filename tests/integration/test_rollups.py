@@ -14,9 +14,8 @@ from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
 from analytics.stats.query import StatsQuery
 from analytics.stats.rollups import site_stats
-from analytics.store.events import prepare
+from analytics.store.events import merge, prepare
 from tests.helpers.databases import migrated_before
-from tests.helpers.storing import store_and_count
 
 # Reference answers straight from events, as the original service computed them (with its defects fixed).
 REFERENCE_TOTALS_SQL = """
@@ -73,7 +72,7 @@ async def test_rollups_equal_answers_from_events(
             Event(prefix + site, kind, path, user, epoch_microseconds(moment), 0)
             for site, kind, path, user, moment in batch
         ]
-        await store_and_count(db, records)
+        await merge(db, records)
     for site, day in itertools.product(["a", "b"], [None, *DAYS]):
         expected = await reference(db, prefix + site, day)
         stats = await site_stats(pool, StatsQuery(site_id=prefix + site, day=day))
@@ -113,6 +112,6 @@ async def test_migration_backfills_rollups_from_existing_events(postgres_url: st
             Event("s", "page_view", None, "u2", epoch_microseconds(datetime(2025, 11, 13, 10, tzinfo=UTC)), 0),
             Event("s", "click", "/b", "u3", epoch_microseconds(datetime(2025, 11, 13, 10, tzinfo=UTC)), 0),
         ]
-        assert await store_and_count(connection, redelivered) == 0
+        assert await merge(connection, redelivered) == 0
         assert await connection.fetchval("SELECT count(*) FROM events") == 4
         await connection.close()

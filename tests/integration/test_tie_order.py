@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 
 from analytics.events.contract import PATH_MAX, SITE_ID_MAX, epoch_microseconds
 from analytics.events.record import Event
-from analytics.store.events import prepare
+from analytics.store.events import merge, prepare
 from analytics.store.queries import STATS
-from tests.helpers.storing import store_and_count
 
 PREFIX: Final = 64  # characters of the path in the index; test_the_index_holds_the_prefix_these_tests_assume
 DAY: Final = date(2025, 11, 12)
@@ -184,6 +183,6 @@ async def test_the_longest_valid_event_in_incompressible_multibyte_text_is_still
     site_id, path = four_byte_text(SITE_ID_MAX), four_byte_text(PATH_MAX)
     await prepare(db)
     moment = epoch_microseconds(datetime(2025, 11, 12, 10, tzinfo=UTC))
-    assert await store_and_count(db, [Event(site_id, "page_view", path, None, moment)]) == 1
+    assert await merge(db, [Event(site_id, "page_view", path, None, moment)]) == 1
     assert [tuple(row) for row in await db.fetch(STATS["day_top_paths"], site_id, DAY)] == [(path, 1)]
     assert [tuple(row) for row in await db.fetch(STATS["all_time_top_paths"], site_id)] == [(path, 1)]

@@ -17,9 +17,8 @@ from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
 from analytics.stats import reports
 from analytics.stats.params import parse_report_query
-from analytics.store.events import prepare
+from analytics.store.events import merge, prepare
 from tests.helpers.databases import migrated_before
-from tests.helpers.storing import store_and_count
 
 START = datetime(2026, 3, 29, 0, tzinfo=UTC)
 GAP = timedelta(minutes=30)
@@ -93,7 +92,7 @@ async def test_two_writers_in_any_order_keep_visits_equal_to_a_recomputation(
 
         async def deliver(lane: asyncpg.Connection, mine: list[list[Event]]) -> None:
             for batch in mine:
-                await store_and_count(lane, batch)
+                await merge(lane, batch)
 
         # Two writers at once, each with every other batch: overlapping visitors, out of time order.
         await asyncio.gather(deliver(lanes[0], deliveries[0::2]), deliver(lanes[1], deliveries[1::2]))
@@ -110,9 +109,9 @@ async def test_two_writers_in_any_order_keep_visits_equal_to_a_recomputation(
 async def test_a_redelivered_batch_changes_no_visit(db: asyncpg.Connection) -> None:
     await prepare(db)
     batch = [record("redelivered", number, "v1", minute, "page_view", "/a") for number, minute in enumerate([0, 10])]
-    await store_and_count(db, batch)
+    await merge(db, batch)
     before = await db.fetch("SELECT *, xmin::text AS version FROM visits WHERE site_id = 'redelivered'")
-    assert await store_and_count(db, batch) == 0
+    assert await merge(db, batch) == 0
     after = await db.fetch("SELECT *, xmin::text AS version FROM visits WHERE site_id = 'redelivered'")
     assert [dict(row) for row in after] == [dict(row) for row in before]
     assert len(after) == 1
@@ -120,11 +119,9 @@ async def test_a_redelivered_batch_changes_no_visit(db: asyncpg.Connection) -> N
 
 async def test_a_late_event_joins_two_visits_into_one(db: asyncpg.Connection) -> None:
     await prepare(db)
-    await store_and_count(
-        db, [record("joined", 1, "v1", 0, "page_view", "/a"), record("joined", 2, "v1", 50, "click", None)]
-    )
+    await merge(db, [record("joined", 1, "v1", 0, "page_view", "/a"), record("joined", 2, "v1", 50, "click", None)])
     assert len(await stored_visits(db, "joined")) == 2
-    await store_and_count(db, [record("joined", 3, "v1", 25, "page_view", "/b")])
+    await merge(db, [record("joined", 3, "v1", 25, "page_view", "/b")])
     [visit] = await stored_visits(db, "joined")
     assert visit[3:] == (2, 3, "/a", "/b")
 
@@ -143,7 +140,7 @@ async def test_an_event_of_the_period_finds_its_visit_begun_hours_before_it(
         for n in range(8)
     ]  # fmt: skip
     await prepare(db)
-    await store_and_count(db, visit)
+    await merge(db, visit)
     assert await db.fetchval("SELECT longest FROM site_visit_bounds WHERE site_id = 'long'") == timedelta(minutes=175)
     params = {"site_id": "long", "period": "day", "date": "2026-03-29", "property": "source", "metrics": "pageviews"}
     answer = await reports.breakdown(pool, parse_report_query("breakdown", params))

@@ -3,12 +3,15 @@
 -- would have kept had the removed events never come.
 
 -- name: lock_out_writers
--- First in the transaction, and held to its end. Every writer's batch takes ROW EXCLUSIVE on events with its first
--- statement (the INSERT into event_keys and events, which locks both as it starts) and keeps it to its commit; SHARE
--- ROW EXCLUSIVE conflicts with it (and with itself, so erasures run one at a time) but not with the reads of stats
--- and reports. So the erasure waits for the batches in flight to commit, and the next ones wait for the erasure: the
--- events it removes are exactly the ones whose counting it has settled (`counting_lock`, next). Writers wait at most
--- as long as the erasure runs; an erasure waits at most lock_timeout for them, then fails having changed nothing.
+-- First in the transaction, and held to its end. Every writer's merge takes ROW EXCLUSIVE on events with its first
+-- statement (the INSERT into event_keys and events, which locks both as it starts) and keeps it to its commit; SHARE ROW EXCLUSIVE conflicts with it (and with itself, so
+-- erasures run one at a time) but not with the reads of stats and reports. So the erasure waits for the batches in
+-- flight to commit, and the next ones wait for the erasure: it deletes what they committed, and what they insert
+-- after it is counted by them from the erased state. Row locks and the writer's per-visitor advisory locks alone
+-- could not give that: the writer's `INSERT INTO daily_users ... ON CONFLICT DO NOTHING` decides that a user is
+-- already counted for a day without locking that row, so an erasure deleting the row in between would leave the
+-- batch's new page view of that user uncounted. Writers wait at most as long as the erasure runs; an erasure waits at
+-- most lock_timeout for them, then fails having changed nothing.
 SET LOCAL lock_timeout = '10s';
 LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE;
 

@@ -1,12 +1,9 @@
--- The writer's batch: COPY into staging, then one idempotent statement that stores the new events and lists them in
--- uncounted_events. The counting step (analytics/store/counting.py) later takes many batches' uncounted events into
--- inserted_events and counts them into the rollups, visits and report cells (`count_rollups`, `rebuild_visits`,
--- `count_cells`), deleting them from uncounted_events in the same transaction.
+-- The writer's batch: COPY into staging, then one idempotent merge that also keeps the rollups.
 
 -- name: create_staging
 -- Created once per connection (a temp table per batch churns the catalogs); emptied by every commit.
 -- staging_events has the key and then the queued record's fields, in its order (store/events.py: STAGING_COLUMNS).
--- inserted_events holds the events a counting step counts (or an erasure removed): the only rows the rollups may count.
+-- inserted_events holds what the merge actually inserted: the only rows the rollups may count.
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     event_key uuid NOT NULL,
     site_id text COLLATE "C" NOT NULL,
@@ -65,10 +62,11 @@ CREATE TEMP TABLE IF NOT EXISTS new_daily_users (
 CREATE OR REPLACE TEMP VIEW new_page_views AS
 SELECT site_id, day, path, user_id FROM inserted_events WHERE event_type = 'page_view';
 
--- name: store
--- One statement after the COPY, in the batch's transaction; returns how many events were new. The timestamp is rebuilt
--- from whole seconds plus microseconds because interval * bigint goes through float8 (inexact past 2^53 µs). Writers
--- take their key locks in key order (ORDER BY), so writers storing overlapping batches wait but never deadlock.
+-- name: merge
+-- One round trip (several statements, simple protocol), inside the batch's transaction. Every statement takes its
+-- row locks in key order (ORDER BY) and all writers run the same statements in the same order, so writers merging
+-- overlapping batches wait for each other but never deadlock. The timestamp is rebuilt from whole seconds plus
+-- microseconds because interval * bigint goes through float8 (inexact past 2^53 µs).
 WITH new_keys AS (
     -- The idempotency key (migrations/0010.partitioned_events.sql): only an event whose key is new is stored.
     INSERT INTO event_keys (site_id, event_key)
@@ -91,44 +89,11 @@ inserted AS (
     FROM staging_events JOIN new_keys USING (site_id, event_key)
     ORDER BY site_id, event_key
     RETURNING site_id, event_type, path, user_id, visitor, "timestamp"
-),
-listed AS (
-    INSERT INTO uncounted_events (site_id, event_type, day, path, user_id, visitor, "timestamp")
-    SELECT site_id, event_type, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id, visitor, "timestamp"
-    FROM inserted
-    RETURNING 1
-)
-SELECT count(*) FROM listed;
-
--- name: take_uncounted
--- $1 how many at most (NULL: all), $2 the counting bucket, $3 how many buckets (1: every site). The first statement of
--- a counting step, which holds its bucket's lock (`try_counting_lock`): uncounted events of the bucket's sites move to
--- inserted_events, where the statements below count them; committed together, they are counted once. A ctid list,
--- not a cursor: the table has no index, and any of the bucket's rows will do.
-WITH taken AS (
-    DELETE FROM uncounted_events
-    WHERE ctid = ANY (ARRAY(
-        SELECT ctid FROM uncounted_events WHERE (hashtext(site_id) & 2147483647) % $3 = $2 LIMIT $1
-    ))
-    RETURNING site_id, event_type, day, path, user_id, visitor, "timestamp"
 )
 INSERT INTO inserted_events (site_id, event_type, day, path, user_id, visitor, "timestamp")
-SELECT site_id, event_type, day, path, user_id, visitor, "timestamp" FROM taken;
+SELECT site_id, event_type, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id, visitor, "timestamp"
+FROM inserted;
 
--- name: try_counting_lock
--- $1 the bucket. Sites are split into buckets by a hash of their id, and one step at a time counts a bucket's sites,
--- in any process: steps of different buckets run side by side and never share a rollup row, visit or cell, so they
--- never wait for each other. Held to the commit.
-SELECT pg_try_advisory_xact_lock(7022, $1);
-
--- name: counting_lock
--- $1 the bucket. An erasure takes every bucket's, in order: it waits for the steps in flight and holds the next ones
--- back until it commits.
-SELECT pg_advisory_xact_lock(7022, $1);
-
--- name: count_rollups
--- The v1 rollups from inserted_events, after `take_uncounted` (several statements, one round trip). Each takes its
--- row locks in key order (ORDER BY).
 INSERT INTO daily_path_views AS rollup (site_id, day, path_md5, path, views)
 SELECT site_id, day, md5(path)::uuid, path, count(*)
 FROM new_page_views
@@ -185,16 +150,24 @@ ON CONFLICT (site_id) DO UPDATE
 SET views = rollup.views + excluded.views, users = rollup.users + excluded.users;
 
 -- name: rebuild_visits
--- Visits (migrations/0008.visits.sql), run right after `count_rollups` in the same round trip (store/events.py), and
--- by an erasure (store/erasure.py) with the events it removed in inserted_events. A new event can extend a visit, start
+-- Visits (migrations/0008.visits.sql), run right after `merge` in the same round trip (store/events.py), and by an
+-- erasure (store/erasure.py) with the events it removed in inserted_events. A new event can extend a visit, start
 -- one, or join two, and a removed one can shorten, split or end one; so every visit of the changed events' visitors
 -- within 30 minutes of one of them is deleted, and that stretch of the visitor's stored events is split into visits
 -- again: the result is what sessionizing all stored events would give, in any arrival order, and a re-delivered
--- batch (nothing inserted) touches nothing. Rebuilds of one site never run at once: a counting step holds its
--- bucket of sites (`try_counting_lock`), an erasure every bucket. (Per-visitor advisory locks did this while writers
--- rebuilt in their batches; held by steps of many visitors, they made steps of different buckets wait for each other.)
+-- batch (nothing inserted) touches nothing. Writers serialize per visitor on an advisory lock taken
+-- before the rebuild reads (each statement reads what committed before it began); the locks are 1,024 hash
+-- buckets, taken in order, so a batch of many visitors holds a bounded number of locks and writers cannot deadlock.
 -- The visitors' visits and events are read by lateral subqueries that OFFSET 0 keeps apart from the join: one index
 -- range per visitor, whatever the (often stale, for a growing table) statistics would make of a join with the table.
+SELECT count(pg_advisory_xact_lock(7020, bucket))
+FROM (
+    SELECT DISTINCT hashtext(site_id || '/' || visitor) & 1023 AS bucket
+    FROM inserted_events
+    WHERE visitor IS NOT NULL
+    ORDER BY bucket
+) buckets;
+
 WITH touched AS (
     SELECT site_id, visitor, min("timestamp") AS first_at, max("timestamp") AS last_at
     FROM inserted_events
@@ -281,9 +254,10 @@ ORDER BY site_id
 ON CONFLICT (site_id) DO UPDATE SET longest = excluded.longest WHERE excluded.longest > bound.longest;
 
 -- name: count_cells
--- The report cells (migrations/0012.report_cells.sql), after `rebuild_visits` in the same round trip: the counted
+-- The report cells (migrations/0012.report_cells.sql), after `rebuild_visits` in the same round trip: the inserted
 -- events by event time, and each visit the rebuild changed by start, its old contribution out and its new one in. A
--- re-delivered batch inserted nothing, so nothing of it is counted. One upsert in key order for both. Cells before retention's `since` are left as they
+-- re-delivered batch inserted nothing and rebuilt nothing, so it changes no cell. One upsert in key order for both, so
+-- writers sharing cells wait for each other but never deadlock. Cells before retention's `since` are left as they
 -- were: a re-delivery of an event retention dropped is stored again as new (its key went with it), and must not be
 -- counted twice.
 INSERT INTO report_cells AS c (site_id, cell, pageviews, events, visits, bounces, duration_us, visit_pageviews,
@@ -309,10 +283,5 @@ SET pageviews = c.pageviews + excluded.pageviews, events = c.events + excluded.e
     duration_us = c.duration_us + excluded.duration_us, visit_pageviews = c.visit_pageviews + excluded.visit_pageviews,
     visitors = hash_union(c.visitors, excluded.visitors), users = hash_union(c.users, excluded.users);
 
--- name: counted_count
+-- name: inserted_count
 SELECT count(*) FROM inserted_events;
-
--- name: forget_counted
--- For an erasure, which counts what is pending and then fills the same tables with what it removes, in one
--- transaction (their rows would otherwise go only at the commit).
-TRUNCATE inserted_events, visit_spans, visit_changes, new_daily_users;

@@ -63,22 +63,7 @@ def names_used(mapping: str) -> set[str]:
 @pytest.mark.parametrize(
     ("mapping", "shipped", "expected"),
     [
-        (
-            "WRITER",
-            WRITER,
-            {
-                "create_staging",
-                "store",
-                "take_uncounted",
-                "try_counting_lock",
-                "counting_lock",
-                "count_rollups",
-                "rebuild_visits",
-                "count_cells",
-                "counted_count",
-                "forget_counted",
-            },
-        ),
+        ("WRITER", WRITER, {"create_staging", "merge", "rebuild_visits", "count_cells", "inserted_count"}),
         (
             "ERASURE",
             ERASURE,
