@@ -38,6 +38,12 @@ CONFIRM_MARGIN_S: Final = 0.15
 # one in every few flushes for as long as it lasts.
 SHARD_REST_S: Final = 1.0
 SHARD_REST_MAX_S: Final = 16.0
+# A failed shard's next push, while some shard has not failed, gets this long instead of the batch's deadline: the
+# process keeps one push in flight, so a retry that runs out the deadline (a WAIT no replica answers, a master that
+# does not answer) holds every waiting request as long. Its confirmation wait is this less CONFIRM_MARGIN_S, which
+# Redis answers within ~0.1 s of its timeout. When every shard has failed it gets the whole deadline: a slow replica
+# then still gets its pushes confirmed.
+SHARD_PROBE_S: Final = 0.3
 # How often the shard count is recorded again (`queue.shards`), in case Redis lost it: writers and operators' commands
 # cover every shard a recorded count names.
 RECORD_SHARDS_EVERY_S: Final = 30.0
@@ -144,6 +150,7 @@ class Pusher:
     async def _flush(self, batch: list[tuple[Sequence[bytes], asyncio.Future[None]]], deadline: float) -> None:
         error: Exception | None = None
         shard: int | None = None
+        push_by = deadline
         try:
             async with asyncio.timeout_at(deadline):
                 await self._record_shards()
@@ -152,17 +159,20 @@ class Pusher:
                 else:
                     records = [record for records, _ in batch for record in records]
                     shard = self._pick_shard()
-                    if self._durability is Durability.ASYNC:
-                        length = await self._rpush(self._queues[shard], records)
-                    else:
-                        length = await self._rpush_confirmed(self._queues[shard], records, deadline)
+                    push_by = self._push_deadline(shard, deadline)
+                    async with asyncio.timeout_at(push_by):
+                        if self._durability is Durability.ASYNC:
+                            length = await self._rpush(self._queues[shard], records)
+                        else:
+                            length = await self._rpush_confirmed(self._queues[shard], records, push_by)
                     self._known_length += length - self._known_lengths[shard]
                     self._known_lengths[shard] = length
         except RedisError as failure:
             error = QueueUnavailable(describe_error(failure))
             self._redis.failed(failure)
         except TimeoutError:
-            error = QueueUnavailable(f"no answer from Redis within {self._deadline_s} s")
+            waited = self._deadline_s if push_by == deadline else SHARD_PROBE_S
+            error = QueueUnavailable(f"no answer from Redis within {waited} s")
             self._redis.failed(error)
         except NotConfirmed as unconfirmed:
             error = unconfirmed
@@ -181,6 +191,12 @@ class Pusher:
             return
         self._failures_in_a_row[shard] += 1
         self._resting_until[shard] = asyncio.get_running_loop().time() + rest_after(self._failures_in_a_row[shard])
+
+    def _push_deadline(self, shard: int, deadline: float) -> float:
+        """The batch's deadline, or a probe's shorter one for a failed shard while another has not failed."""
+        if self._failures_in_a_row[shard] == 0 or all(self._failures_in_a_row):
+            return deadline
+        return min(deadline, asyncio.get_running_loop().time() + SHARD_PROBE_S)
 
     def _pick_shard(self) -> int:
         """The next shard in turn that is not resting; the next in turn if all are."""

@@ -121,9 +121,9 @@ async def kill_a_master_mid_load(cluster: ValkeyCluster, stack: Stack, durabilit
     replica.thaw()
     await asyncio.to_thread(cluster.wait_failed_over, victim)
     failover_s = time.monotonic() - killed_at
-    # The load ends on a recovered service: 1,000 more accepted after the failover. Not fast: with replica or fsync
-    # durability the promoted master has no replica, and each retry of one of its resting shards holds the api's one
-    # push in flight for the push deadline (docs/operations.md, "On a Redis or Valkey Cluster").
+    # The load ends on a recovered service: 1,000 more accepted after the failover. Not at full speed: with replica or
+    # fsync durability the promoted master has no replica, and each retry of one of its resting shards holds the
+    # api's one push in flight for a probe's 0.3 s (docs/operations.md, "Redis or Valkey Cluster").
     await accepted_at_least(load, len(load.accepted) + 1000, timeout_s=90)
     done.set()
     await asyncio.wait_for(running, 60)

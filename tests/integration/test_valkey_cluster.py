@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from analytics.queue.connection import ClusterClient, connect_redis
 from analytics.queue.consumer import WriterQueue
 from analytics.queue.dead_letters import DeadLetter, DeadLetters, encode_dead_letter
 from analytics.queue.keys import QueueKeys
-from analytics.queue.pusher import PUSH_CHUNK, Pusher
+from analytics.queue.pusher import PUSH_CHUNK, SHARD_REST_S, Pusher
 from analytics.store.events import EventStore
 from analytics.writer.loop import Writer, new_writer_id
 from tests.helpers.cluster import ValkeyCluster
@@ -222,24 +223,37 @@ async def test_shards_of_a_master_without_its_replica_rest_while_the_others_take
 ) -> None:
     """Replica durability, one master's replica stopped: that master's shards answer 503 (not confirmed) and rest, so
     most pushes go to the other masters' shards. Taking turns blindly, k of every 16 pushes would fail (k shards on
-    that master)."""
+    that master). Only a shard's first failure waits out the push deadline; its retries, while other shards take the
+    pushes, are probes that give up after `SHARD_PROBE_S` (the process's other requests wait behind them)."""
     master = cluster.node_of_slot(key_slot(cluster_keys.queue.encode()))
     on_master = [
         s for s in range(SHARDS) if cluster.node_of_slot(key_slot(cluster_keys.of_shard(s).queue.encode())) is master
     ]
     replica = cluster.replica_of(master)
-    pusher = Pusher(client, cluster_keys, 10**9, Durability.REPLICA, deadline_s=0.5, shards=SHARDS)
-    pushes, failed = 200, 0
+    pusher = Pusher(client, cluster_keys, 10**9, Durability.REPLICA, deadline_s=1.5, shards=SHARDS)
+    pushes, failures = 250, []  # how long each failed push took
+
+    async def push(n: int) -> None:
+        started = time.monotonic()
+        try:
+            await pusher.push([record(n)])
+        except NotConfirmed:
+            failures.append(time.monotonic() - started)
+
     replica.freeze()
     try:
-        for n in range(pushes):
-            try:
-                await pusher.push([record(n)])
-            except NotConfirmed:
-                failed += 1
+        for n in range(200):
+            await push(n)
+        await asyncio.sleep(SHARD_REST_S + 0.1)  # shards that failed once are due for a retry
+        for n in range(200, pushes):
+            await push(n)
     finally:
         replica.thaw()
+    failed = len(failures)
     blind = pushes * len(on_master) / SHARDS
     assert 0 < failed <= blind / 2, f"{failed} of {pushes} pushes failed; taking turns blindly: {blind:.0f}"
+    deadline_long = [round(seconds, 2) for seconds in failures if seconds > 0.8]
+    assert len(deadline_long) <= len(on_master), f"retries waited out the deadline: {deadline_long}"
+    assert failed > len(deadline_long), "some shard was retried while the replica was stopped"
     others = [s for s in range(SHARDS) if s not in on_master]
     assert sum([await client.llen(cluster_keys.of_shard(s).queue) for s in others]) == pushes - failed
