@@ -48,6 +48,7 @@ from analytics.config import DEFAULTS
 from analytics.events.contract import epoch_microseconds
 from analytics.events.record import now_ms
 from analytics.stats import reports
+from analytics.stats.cells import on_cell_grid
 from analytics.stats.params import parse_report_query
 from analytics.stats.periods import buckets
 from analytics.store.events import merge, prepare
@@ -292,8 +293,13 @@ async def statements(
     span = await reports.report_span(connection, query)
     starts = [bucket.start for bucket in buckets(span, query.interval)] if query.interval else [span.start]
     cell_served = kind.endpoint in ("aggregate", "timeseries") and not query.filters
-    if cell_served and reports.on_cell_grid([span.start, span.end, *starts]):
-        return [("cell_metrics", REPORTS["cell_metrics"], [site, span.start, span.end, starts])]
+    if cell_served and on_cell_grid([span.start, span.end, *starts]):
+        days = [bucket.start for bucket in buckets(span, "day")]
+        ends = [*starts[1:], span.end]
+        return [
+            ("cell_sums", REPORTS["cell_sums"], [site, span.start, span.end, days]),
+            ("kept_distincts", REPORTS["kept_distincts"], [site, starts, ends]),
+        ]
     found: list[tuple[str, str, list[object]]] = []
     if set(query.metrics) & reports.EVENT_METRICS:
         statement = reports.Statement(site, span, starts)

@@ -8,13 +8,12 @@ database as a parameter. A breakdown row for value x is what the aggregate would
 the row for key k is the aggregate with `props.k!=(none)` added.
 
 An unfiltered aggregate or time series whose bounds all fall on 15-minute UTC cells (every zone's, for any date its
-offset is a multiple of 15 minutes) reads the report cells instead (migrations/0012.report_cells.sql): a row per cell
-of the period, whatever the number of events, with exact distinct counts from the cells' hash sets.
+offset is a multiple of 15 minutes) reads the report cells instead (analytics/stats/cells.py): a row per cell of the
+period, whatever the number of events, and distinct counts kept per range, estimated past 10,000 only.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,9 +21,9 @@ from fractions import Fraction
 from typing import Final
 
 import asyncpg
-import numpy as np
 from asyncpg.pool import PoolConnectionProxy
 
+from analytics.stats.cells import cell_report, on_cell_grid
 from analytics.stats.params import (
     EVENT_DIMENSIONS,
     NONE_VALUE,
@@ -35,6 +34,7 @@ from analytics.stats.params import (
     ReportQuery,
 )
 from analytics.stats.periods import Bucket, DateRange, buckets, resolve
+from analytics.stats.tally import Number, Tally, half_up
 from analytics.store import queries
 from analytics.store.failures import translated
 
@@ -48,44 +48,9 @@ _EVENT_COLUMNS: Final = {name: f"e.{name}" for name in EVENT_DIMENSIONS}
 _VISIT_COLUMNS: Final = {name: f"v.{name}" for name in VISIT_DIMENSIONS}
 _NO_VALUE: Final = "NULL::text"
 _OPERATORS: Final = {"==": "is_one_of", "!=": "is_none_of", "~": "contains"}
-CELL_SECONDS: Final = 900
-# The elements of a bigint[]'s binary form (cell_metrics): each hash after its length.
-_HASHES: Final = np.dtype([("length", ">i4"), ("hash", ">i8")])
 
 Value = str | None
-Number = int | float
 Connection = asyncpg.Connection | PoolConnectionProxy
-
-
-@dataclass(slots=True)
-class Tally:
-    """The sums one result cell's metrics are computed from."""
-
-    pageviews: int = 0
-    events: int = 0
-    visitors: int = 0
-    users: int = 0
-    visits: int = 0
-    bounces: int = 0
-    duration_us: int = 0
-    visit_pageviews: int = 0
-
-    def metric(self, name: str) -> Number:
-        """As the contract rounds them: bounce rate and duration to whole numbers, views per visit to 0.01."""
-        if name == "bounce_rate":
-            return half_up(Fraction(100 * self.bounces, self.visits)) if self.visits else 0
-        if name == "visit_duration":
-            return half_up(Fraction(self.duration_us, self.visits * 1_000_000)) if self.visits else 0
-        if name == "views_per_visit":
-            return half_up(Fraction(100 * self.visit_pageviews, self.visits)) / 100 if self.visits else 0.0
-        value: int = getattr(self, name)
-        return value
-
-
-def half_up(fraction: Fraction) -> int:
-    """Round half away from zero, exactly (Python's round() takes halves to even)."""
-    magnitude = math.floor(abs(fraction) + Fraction(1, 2))
-    return magnitude if fraction >= 0 else -magnitude
 
 
 def change(current: Number, previous: Number, metric: str) -> Number | None:
@@ -199,41 +164,16 @@ async def _cells(connection: Connection, query: ReportQuery, span: DateRange, st
     return cells
 
 
-def on_cell_grid(instants: Iterable[datetime]) -> bool:
-    """Whether every instant is a report cell's bound: true of every local hour, day, week and month start of a zone
-    whose offset is a multiple of 15 minutes (all of them today; not, e.g., Africa/Monrovia's -00:44:30 of 1971)."""
-    return all(instant.microsecond == 0 and int(instant.timestamp()) % CELL_SECONDS == 0 for instant in instants)
-
-
-def distinct_hashes(packed: bytes | None) -> int:
-    """How many distinct hashes the elements of bigint[] binary forms hold (see `cell_metrics`).
-
-    Copied into native int64 and sorted in place, then the changes counted: 2 ms for 211,000 hashes here, where
-    np.unique on the big-endian view took 90 ms and a Python set 47 ms."""
-    if not packed:
-        return 0
-    hashes = np.frombuffer(packed, dtype=_HASHES)["hash"].astype(np.int64)
-    hashes.sort()
-    return int(np.count_nonzero(np.diff(hashes))) + 1
-
-
-async def _cell_tallies(
-    connection: Connection, query: ReportQuery, span: DateRange, starts: Sequence[datetime]
-) -> Cells:
-    """What `_cells` gives for an unfiltered query on the cell grid, from the report cells."""
-    cells = Cells()
-    for row in await connection.fetch(queries.REPORTS["cell_metrics"], query.site_id, span.start, span.end, starts):
-        cells.tallies[None, row["bucket"]] = Tally(
-            pageviews=row["pageviews"],
-            events=row["events"],
-            visitors=distinct_hashes(row["visitor_hashes"]),
-            users=distinct_hashes(row["user_hashes"]),
-            visits=row["visits"],
-            bounces=row["bounces"],
-            duration_us=row["duration_us"],
-            visit_pageviews=row["visit_pageviews"],
-        )
-    return cells
+async def _tallies(
+    connection: Connection, query: ReportQuery, span: DateRange, starts: Sequence[datetime], by_cells: bool
+) -> tuple[Cells, bool]:
+    """Every tally the query needs, and whether a distinct count is an estimate (only the cells' can be)."""
+    if not by_cells:
+        return await _cells(connection, query, span, starts), False
+    distinct = not {"visitors", "users"}.isdisjoint(query.metrics)
+    hourly = query.interval == "hour"
+    report = await cell_report(connection, query.site_id, span, starts, hourly=hourly, distinct=distinct)
+    return Cells({(None, number): tally for number, tally in report.tallies.items()}), report.approximate
 
 
 async def report_span(connection: Connection, query: ReportQuery) -> DateRange:
@@ -270,6 +210,7 @@ class AggregateAnswer:
     span: DateRange
     results: dict[str, dict[str, Number | None]]
     coverage: Coverage
+    approximate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +219,7 @@ class TimeseriesAnswer:
     interval: str
     results: list[dict[str, str | Number]]
     coverage: Coverage
+    approximate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,19 +236,21 @@ async def aggregate(pool: asyncpg.Pool, query: ReportQuery) -> AggregateAnswer:
             span = await report_span(connection, query)
             earliest = span.previous().start if query.compare else span.start
             by_cells = not query.filters and on_cell_grid([earliest, span.start, span.end])
-            tallies = _cell_tallies if by_cells else _cells
-            tally = (await tallies(connection, query, span, [span.start])).at(None, 1)
+            cells, approximate = await _tallies(connection, query, span, [span.start], by_cells)
+            tally = cells.at(None, 1)
             results: dict[str, dict[str, Number | None]] = {m: {"value": tally.metric(m)} for m in query.metrics}
             covered = await coverage(connection, query, earliest, by_cells)
             if query.compare:
                 before = span.previous()
-                earlier = (await tallies(connection, query, before, [before.start])).at(None, 1)
+                earlier_cells, earlier_approximate = await _tallies(connection, query, before, [before.start], by_cells)
+                earlier = earlier_cells.at(None, 1)
+                approximate = approximate or earlier_approximate
                 for metric, result in results.items():
                     previous = earlier.metric(metric)
                     value = result["value"]
                     assert value is not None
                     result.update(previous=previous, change=change(value, previous, metric))
-    return AggregateAnswer(span, results, covered)
+    return AggregateAnswer(span, results, covered, approximate)
 
 
 async def timeseries(pool: asyncpg.Pool, query: ReportQuery) -> TimeseriesAnswer:
@@ -317,13 +261,13 @@ async def timeseries(pool: asyncpg.Pool, query: ReportQuery) -> TimeseriesAnswer
             series: list[Bucket] = buckets(span, query.interval)
             starts = [bucket.start for bucket in series]
             by_cells = not query.filters and on_cell_grid([span.start, span.end, *starts])
-            cells = await (_cell_tallies if by_cells else _cells)(connection, query, span, starts)
+            cells, approximate = await _tallies(connection, query, span, starts, by_cells)
             covered = await coverage(connection, query, span.start, by_cells)
     results: list[dict[str, str | Number]] = []
     for index, bucket in enumerate(series, start=1):
         tally = cells.at(None, index)
         results.append({"date": bucket.label, **{metric: tally.metric(metric) for metric in query.metrics}})
-    return TimeseriesAnswer(span, query.interval, results, covered)
+    return TimeseriesAnswer(span, query.interval, results, covered, approximate)
 
 
 async def breakdown(pool: asyncpg.Pool, query: ReportQuery) -> BreakdownAnswer:

@@ -63,6 +63,12 @@ async def _lock_out_writers(connection: PoolConnectionProxy) -> None:
         ) from None
 
 
+async def _forget_distincts(connection: PoolConnectionProxy, site_id: str) -> None:
+    """The site's kept distinct counts go, and reports keep none until the transaction ends."""
+    await connection.execute(queries.ERASURE["lock_out_distinct_keepers"], site_id)
+    await connection.execute(queries.ERASURE["forget_distincts"], site_id)
+
+
 async def erase_user(pool: asyncpg.Pool, site_id: str, user_id: str) -> Erasure:
     """Remove every event of `user_id` on `site_id`, take them out of the rollups, and rebuild the visits they were
     in from the visitor's remaining events, as the writer's merge builds them."""
@@ -83,6 +89,7 @@ async def erase_user(pool: asyncpg.Pool, site_id: str, user_id: str) -> Erasure:
                 await connection.execute(
                     queries.ERASURE["forget_user_in_cells"], site_id, user_id, timeout=ERASE_TIMEOUT_S
                 )
+                await _forget_distincts(connection, site_id)
                 visits_after: int = await connection.fetchval(queries.ERASURE["visits_of_removed"])
                 removed = await connection.fetchrow(queries.ERASURE["removed_counts"])
     assert removed is not None, "an aggregate returns one row"
@@ -101,6 +108,7 @@ async def erase_site(pool: asyncpg.Pool, site_id: str) -> Erasure:
         async with pool.acquire() as connection, connection.transaction():
             await _lock_out_writers(connection)
             removed = await connection.fetchrow(queries.ERASURE["erase_site"], site_id, timeout=ERASE_TIMEOUT_S)
+            await _forget_distincts(connection, site_id)
     assert removed is not None, "a SELECT without FROM returns one row"
     return Erasure(
         site_id=site_id,

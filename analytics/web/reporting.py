@@ -165,7 +165,9 @@ class Reporting:
 
     async def aggregate(self, request: Request) -> Response:
         def shape(query: ReportQuery, answer: reports.AggregateAnswer) -> AggregateFound:
-            report = AggregateReport(query.site_id, _period(answer.span), answer.results, _meta(answer.coverage))
+            report = AggregateReport(
+                query.site_id, _period(answer.span), answer.results, _meta(answer.coverage, answer.approximate)
+            )
             return AggregateFound(data=report)
 
         return await self._report(request, "aggregate", lambda query: reports.aggregate(self._pool, query), shape)
@@ -173,7 +175,11 @@ class Reporting:
     async def timeseries(self, request: Request) -> Response:
         def shape(query: ReportQuery, answer: reports.TimeseriesAnswer) -> TimeseriesFound:
             report = TimeseriesReport(
-                query.site_id, _period(answer.span), answer.interval, answer.results, _meta(answer.coverage)
+                query.site_id,
+                _period(answer.span),
+                answer.interval,
+                answer.results,
+                _meta(answer.coverage, answer.approximate),
             )
             return TimeseriesFound(data=report)
 
@@ -205,10 +211,10 @@ class Reporting:
         )
 
 
-def _meta(coverage: reports.Coverage) -> ReportMeta:
+def _meta(coverage: reports.Coverage, approximate: bool = False) -> ReportMeta:
     since = coverage.raw_events_since
     return ReportMeta(
-        approximate=False, raw_events_since=since.isoformat() if since else None, incomplete=coverage.incomplete
+        approximate=approximate, raw_events_since=since.isoformat() if since else None, incomplete=coverage.incomplete
     )
 
 

@@ -47,9 +47,9 @@ class ReportPeriod(msgspec.Struct, frozen=True, rename={"first": "from"}):
 
 
 class ReportMeta(msgspec.Struct, frozen=True, omit_defaults=True):
-    """`approximate`: whether any distinct count is an estimate (none is: every count is exact today). Once retention
-    dropped raw events: `raw_events_since`, from when they are kept, and `incomplete` when the report reaches before
-    that (it counts only what is kept)."""
+    """`approximate`: whether any distinct count is an estimate (within 2 %; only counts past 10,000 can be). Once
+    retention dropped raw events: `raw_events_since`, from when they are kept, and `incomplete` when the report
+    reaches before that (it counts only what is kept)."""
 
     approximate: bool
     raw_events_since: str | None = None

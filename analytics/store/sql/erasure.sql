@@ -156,6 +156,16 @@ UPDATE report_cells
 SET visitors = array_remove(visitors, hashtextextended($2, 0)), users = array_remove(users, hashtextextended($2, 0))
 WHERE site_id = $1 AND (hashtextextended($2, 0) = ANY(visitors) OR hashtextextended($2, 0) = ANY(users));
 
+-- name: lock_out_distinct_keepers
+-- The kept distinct sets of site $1 (migrations/0013.report_distincts.sql) can hold the erased user's hashes, where
+-- the cells' event sums they are checked against did not change (cells whose events retention dropped): they all go.
+-- The lock keeps reports from keeping sets counted before the erasure (store/sql/reports.sql: `may_keep_distincts`,
+-- the same key 7030), and is held to the end of the transaction.
+SELECT pg_advisory_xact_lock(7030, hashtext($1))
+
+-- name: forget_distincts
+DELETE FROM report_distincts WHERE site_id = $1
+
 -- name: erase_site
 -- $1 site_id: every row of the site, in every table that has one; share links included, so that no link shows the
 -- site again should its events come back. Each DELETE reads its table's (site_id, ...) index.

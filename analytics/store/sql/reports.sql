@@ -65,20 +65,60 @@ strpos({expression}, ${values}::text) > 0
 -- a value); an event without props is in no row.
 jsonb_object_keys(e.props)
 
--- name: cell_metrics
+-- name: cell_sums
 -- An unfiltered report from the report cells (migrations/0012.report_cells.sql), whose bounds are all cell bounds:
--- the sums by bucket, and the bucket's cells' visitor and user hashes as the elements of their arrays' binary form
--- (array_send: a 20-byte header, then a 4-byte length and 8 bytes each), one bytea a bucket, which reports.py counts
--- distinct with numpy rather than one Python int at a time.
+-- the sums by bucket (the buckets are local days; analytics/stats/cells.py adds them up into the report's).
 SELECT width_bucket(c.cell, $4::timestamptz[]) AS bucket,
        sum(c.pageviews)::bigint AS pageviews, sum(c.events)::bigint AS events, sum(c.visits)::bigint AS visits,
        sum(c.bounces)::bigint AS bounces, sum(c.duration_us)::bigint AS duration_us,
-       sum(c.visit_pageviews)::bigint AS visit_pageviews,
-       string_agg(substring(array_send(c.visitors) FROM 21), ''::bytea) AS visitor_hashes,
-       string_agg(substring(array_send(c.users) FROM 21), ''::bytea) AS user_hashes
+       sum(c.visit_pageviews)::bigint AS visit_pageviews
 FROM report_cells c
 WHERE c.site_id = $1 AND c.cell >= $2 AND c.cell < $3
 GROUP BY 1
+
+-- name: cell_hashes
+-- $1 site_id, $2 and $3 the ranges' starts and ends (cell bounds): each range's events, and its cells' visitor and
+-- user hashes as the elements of their arrays' binary form (array_send: a 20-byte header, then a 4-byte length and 8
+-- bytes each), one bytea a range, which analytics/stats/sketch.py counts distinct with numpy rather than one Python int
+-- at a time. The events come from the same rows as the hashes: what a kept distinct count holds for.
+SELECT r.number, sum(c.events)::bigint AS events,
+       string_agg(substring(array_send(c.visitors) FROM 21), ''::bytea) AS visitor_hashes,
+       string_agg(substring(array_send(c.users) FROM 21), ''::bytea) AS user_hashes
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS r(starts, ends, number)
+JOIN report_cells c ON c.site_id = $1 AND c.cell >= r.starts AND c.cell < r.ends
+GROUP BY r.number
+
+-- name: kept_distincts
+-- $1 site_id, $2 and $3 ranges' starts and ends: the distinct counts kept for them (migrations/0013), without the
+-- sets, which only a union needs.
+SELECT d.starts, d.ends, d.events, d.visitors, d.users, d.visitors_exact, d.users_exact
+FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(starts, ends)
+JOIN report_distincts d ON d.site_id = $1 AND d.starts = r.starts AND d.ends = r.ends
+
+-- name: kept_distinct_sets
+SELECT d.starts, d.ends, d.events, d.visitors, d.users, d.visitors_exact, d.users_exact, d.visitor_set, d.user_set
+FROM unnest($2::timestamptz[], $3::timestamptz[]) AS r(starts, ends)
+JOIN report_distincts d ON d.site_id = $1 AND d.starts = r.starts AND d.ends = r.ends
+
+-- name: may_keep_distincts
+-- First in the transaction that counts and keeps distinct sets of site $1, and held to its end; an erasure holds it
+-- exclusively while it deletes the site's kept sets (store/sql/erasure.sql: `forget_distincts`, the same key 7030).
+-- So what a report counts after taking it either saw the erasure or is deleted by it; a report that finds it taken
+-- keeps nothing, rather than wait for an erasure.
+SELECT pg_try_advisory_xact_lock_shared(7030, hashtext($1))
+
+-- name: keep_distincts
+-- $1 site_id, then one array a column: the distinct sets a report counted, each with the events its cells summed to.
+-- In key order, so reports keeping the same ranges wait for each other but never deadlock.
+INSERT INTO report_distincts AS d (site_id, starts, ends, events, visitors, users, visitors_exact, users_exact,
+                                   visitor_set, user_set)
+SELECT $1, * FROM unnest($2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[],
+                         $7::boolean[], $8::boolean[], $9::bytea[], $10::bytea[])
+ORDER BY 2, 3
+ON CONFLICT (site_id, starts, ends) DO UPDATE
+SET events = excluded.events, visitors = excluded.visitors, users = excluded.users,
+    visitors_exact = excluded.visitors_exact, users_exact = excluded.users_exact,
+    visitor_set = excluded.visitor_set, user_set = excluded.user_set
 
 -- name: first_event
 -- Where `period=all` starts.

@@ -1,7 +1,7 @@
-"""The report cells' pure parts (analytics/stats/reports.py): which report bounds fall on their 15-minute UTC grid
+"""The report cells' pure parts (analytics/stats/cells.py): which report bounds fall on their 15-minute UTC grid
 (on_cell_grid: every local hour, day, week and month start of today's zones, quarter-hour offsets and DST days
 included; a zone's odd offset of the past is not, and such a report reads raw events), and how their hashes are
-counted distinct."""
+read and counted distinct."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from analytics.stats.cells import on_cell_grid
 from analytics.stats.periods import DateRange, buckets
-from analytics.stats.reports import distinct_hashes, on_cell_grid
+from analytics.stats.sketch import DistinctSet, array_elements
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "Pacific/Chatham", "America/St_Johns"])
@@ -34,7 +35,11 @@ def test_distinct_hashes_counts_each_hash_once_across_cells() -> None:
     def elements(*hashes: int) -> bytes:  # the elements of a bigint[]'s binary form: length, then the value
         return b"".join(struct.pack(">iq", 8, value) for value in hashes)
 
-    assert distinct_hashes(None) == 0
-    assert distinct_hashes(b"") == 0
-    assert distinct_hashes(elements(-5)) == 1
-    assert distinct_hashes(elements(3, 1, 2**62) + elements(1, -(2**63), 3)) == 4
+    def distinct(packed: bytes | None) -> int:
+        return DistinctSet.of(array_elements(packed)).count
+
+    assert distinct(None) == 0
+    assert distinct(b"") == 0
+    assert distinct(elements(-5)) == 1
+    assert distinct(elements(3, 1, 2**62) + elements(1, -(2**63), 3)) == 4
+    assert list(DistinctSet.of(array_elements(elements(3, 1, 3))).sorted_hashes()) == [1, 3]

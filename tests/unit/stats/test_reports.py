@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from analytics.stats.params import DIMENSIONS, Filter, parse_report_query
 from analytics.stats.periods import DateRange
-from analytics.stats.reports import Statement, Tally, change, event_metrics_sql, half_up, visit_metrics_sql
+from analytics.stats.reports import Statement, change, event_metrics_sql, visit_metrics_sql
+from analytics.stats.tally import Tally, half_up
 
 SPAN = DateRange(date(2026, 3, 1), date(2026, 3, 31), ZoneInfo("Europe/Berlin"))
 

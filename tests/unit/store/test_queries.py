@@ -75,6 +75,8 @@ def names_used(mapping: str) -> set[str]:
                 "uncount_user_events",
                 "uncount_cells",
                 "forget_user_in_cells",
+                "lock_out_distinct_keepers",
+                "forget_distincts",
                 "erase_site",
             },
         ),
