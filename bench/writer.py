@@ -1,26 +1,33 @@
 """Writer throughput: drain a 1,000,000-event backlog with the real writer role, against a plain COPY of the same rows.
 
-    python -m bench.writer [--events 1000000] [--lanes 2] [--batch-size 5000] [--profile-events 300000]
+    python -m bench.writer [--events 1000000] [--writers 1] [--lanes 2] [--batch-size 5000] [--profile-events 300000]
 
 1. Fills the bench queue with --events records (analytics' own record encoding, RPUSH of 1,000 per call, pipelined)
-   from bench/data.py's event stream, then starts `analytics serve --role writer --no-migrate` on a fresh migrated
-   database and measures rows/s until the queue and every processing list are empty; the writer's peak RSS
-   (VmHWM), and the CPU its process, its PostgreSQL backends and PostgreSQL's WAL writer/checkpointer used.
-2. Profiles a second drain (--profile-events more records) with py-spy, if installed (`pip install py-spy`).
+   from bench/data.py's event stream, then starts --writers processes of `analytics serve --role writer
+   --no-migrate` on a fresh migrated database and measures rows/s until the queue and every processing list are
+   empty; the writers' peak RSS (VmHWM), and the CPU their processes, their PostgreSQL backends and PostgreSQL's WAL
+   writer/checkpointer used.
+2. Profiles a second drain (--profile-events more records; the first writer process) with py-spy, if installed
+   (`pip install py-spy`).
 3. Times each statement of the writer's merge for a few batches at the size reached, plus EXPLAIN ANALYZE of one.
 4. Plain COPY (asyncpg copy_records_to_table, --batch-size rows per COPY, --lanes connections in parallel, then one)
    of the same rows into the events table of another fresh migrated database (rollup tables dropped), rows prepared
    before the clock starts: the ceiling the writer is compared with.
+
+With --onto NAME the writer drains into that existing database instead (e.g. the 10,000,000 events, visits and
+rollups `bench.reports --keep` leaves in bench_reports), and the plain COPY goes into its events table too, each
+connection's COPYs in one transaction that is rolled back once timed: both at the rows already stored.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +59,7 @@ from bench.harness import (
     bench_database,
     bench_redis,
     cpu_seconds,
+    database_url_for,
     met,
     redis_pid,
     server_versions,
@@ -185,7 +193,7 @@ async def _watch(
     client: aioredis.Redis,
     keys: QueueKeys,
     total: int,
-    writer: Service,
+    writers: Sequence[Service],
     admin_url: str,
     profile_seconds: float,
 ) -> _Progress:
@@ -205,11 +213,12 @@ async def _watch(
             if progress.started is None and state.queued < total:
                 progress.started = now
                 if profile_seconds:
-                    profiler = asyncio.create_task(asyncio.to_thread(profiling.record, writer.pid, profile_seconds))
+                    profiler = asyncio.create_task(asyncio.to_thread(profiling.record, writers[0].pid, profile_seconds))
             if progress.mark10 is None and done >= total * 0.1:
                 progress.mark10 = (now, done)
-                watched = {"writer process": writer.pid, "redis": redis_server}
-                watched |= await postgres_pids(admin_url, database_name(writer.env["DATABASE_URL"]))
+                watched = {f"writer process(es)#{writer.pid}": writer.pid for writer in writers}
+                watched["redis"] = redis_server
+                watched |= await postgres_pids(admin_url, database_name(writers[0].env["DATABASE_URL"]))
                 before = {name: cpu_seconds(pid) for name, pid in watched.items()}
             if progress.mark90 is None and done >= total * 0.9:
                 progress.mark90 = (now, done)
@@ -247,20 +256,29 @@ async def drain(
         "ANALYTICS_BATCH_SIZE": str(args.batch_size),
         "ANALYTICS_QUEUE_MAX_LENGTH": str(10 * total),
     }
-    writer = analytics_service(
-        "writer", database_url=database_url, redis_url=args.redis_url, prefix=keys.prefix, extra_env=env, tree=tree
-    )
-    watch = asyncio.create_task(_watch(client, keys, total, writer, admin_url, profile_seconds))
+    writers = [
+        analytics_service(
+            "writer", database_url=database_url, redis_url=args.redis_url, prefix=keys.prefix, extra_env=env, tree=tree
+        )
+        for _ in range(args.writers)
+    ]
+    watch = asyncio.create_task(_watch(client, keys, total, writers, admin_url, profile_seconds))
     try:
-        await asyncio.to_thread(writer.start)
-        with RssSampler(writer.pid, 0.05) as rss:
+        with contextlib.ExitStack() as running:
+            for writer in writers:
+                await asyncio.to_thread(writer.start)
+                running.callback(writer.__exit__)
+            samplers = [running.enter_context(RssSampler(writer.pid, 0.05)) for writer in writers]
             progress = await watch
-            metrics = await writer_metrics(writer.port)
-            hwm = rss.hwm_mb
+            metrics: dict[str, float] = {}
+            for writer in writers:
+                for name, value in (await writer_metrics(writer.port)).items():
+                    metrics[name] = metrics.get(name, 0.0) + value
+            hwm = max(sampler.hwm_mb for sampler in samplers)
+            rss_peak = max(sampler.peak_mb for sampler in samplers)
+            log = "\n".join(writer.log() for writer in writers)
     finally:
         watch.cancel()
-        log = writer.log()
-        writer.__exit__()
     started, ended, mark10, mark90 = progress.started, progress.ended, progress.mark10, progress.mark90
     if started is None or ended is None or mark10 is None or mark90 is None:
         raise RuntimeError(f"the writer did not drain the queue in {DRAIN_TIMEOUT_S} s:\n{log}")
@@ -270,7 +288,7 @@ async def drain(
         seconds=ended - started,
         steady_rows_per_s=steady,
         stored=int(metrics.get("analytics_events_stored_total", 0)),
-        rss_peak_mb=rss.peak_mb,
+        rss_peak_mb=rss_peak,
         hwm_mb=hwm,
         cores=progress.cores,
         write_seconds=metrics.get("analytics_writer_write_seconds_sum", 0.0),
@@ -439,11 +457,15 @@ def event_rows(events: Sequence[Event], columns: Sequence[str]) -> list[tuple[An
     return rows
 
 
-async def plain_copy(database_url: str, args: argparse.Namespace) -> tuple[float, float, list[str]]:
-    """rows/s of plain COPY with --lanes connections, then with one; and the events table's indexes."""
+async def plain_copy(
+    database_url: str, args: argparse.Namespace, *, rolled_back: bool = False
+) -> tuple[float, float, list[str]]:
+    """rows/s of plain COPY with --lanes connections, then with one; and the events table's indexes. Into an empty
+    table without the rollups, or (`rolled_back`) into the table as it is, each connection's COPYs in a transaction
+    rolled back once timed."""
     connection = await asyncpg.connect(database_url)
     try:
-        for table in ROLLUP_TABLES:
+        for table in () if rolled_back else ROLLUP_TABLES:
             await connection.execute(f"DROP TABLE IF EXISTS {table}")
         columns: list[str] = [
             row["column_name"]
@@ -486,25 +508,34 @@ async def plain_copy(database_url: str, args: argparse.Namespace) -> tuple[float
 
     async def copy_all(lanes: int) -> float:
         connections = [await asyncpg.connect(database_url) for _ in range(lanes)]
-        await connections[0].execute("TRUNCATE events")
+        if not rolled_back:
+            await connections[0].execute("TRUNCATE events")
+        transactions = [connection.transaction() for connection in connections] if rolled_back else []
         pending: Iterator[list[tuple[Any, ...]]] = iter(batches)
         bar = tqdm(
             total=args.events, desc=f"plain COPY, {lanes} connection(s)", unit="row", unit_scale=True, leave=False
         )
 
+        copied = 0
+
         async def lane(connection: asyncpg.Connection) -> None:
+            nonlocal copied
             for rows in pending:
-                await connection.copy_records_to_table("events", records=rows, columns=columns)
+                status = await connection.copy_records_to_table("events", records=rows, columns=columns)
+                copied += int(status.split()[-1])
                 bar.update(len(rows))
 
+        for transaction in transactions:
+            await transaction.start()
         started = time.perf_counter()
         await asyncio.gather(*(lane(connection) for connection in connections))
         elapsed = time.perf_counter() - started
         bar.close()
-        stored = await connections[0].fetchval("SELECT count(*) FROM events")
+        for transaction in transactions:
+            await transaction.rollback()
         for connection in connections:
             await connection.close()
-        assert stored == args.events, f"plain COPY stored {stored} rows"
+        assert copied == args.events, f"plain COPY stored {copied} rows"
         return int(args.events) / elapsed
 
     parallel = await copy_all(args.lanes)
@@ -521,21 +552,26 @@ async def measure(args: argparse.Namespace) -> tuple[list[str], list[str], list[
     lines: list[str] = []
     tables: list[str] = []
     stream = EventStream(args.seed, args.events, args.days)
-    async with bench_redis(args.redis_url, PREFIX) as client, bench_database(args.database_url, DATABASE) as url:
+    target = (
+        existing_database(args.database_url, args.onto) if args.onto else bench_database(args.database_url, DATABASE)
+    )
+    async with bench_redis(args.redis_url, PREFIX) as client, target as url:
+        stored_before = await _stored_rows(url)
         push_rate = await fill(client, keys, stream, args.events, args.batch_size)
         result, _ = await drain(client, keys, args.events, url, args.database_url, args)
-        connection = await asyncpg.connect(url)
-        stored_rows = await connection.fetchval("SELECT count(*) FROM events")
-        await connection.close()
+        stored_rows = await _stored_rows(url) - stored_before
         cores = ", ".join(f"{name} {value:.2f}" for name, value in result.cores.items())
-        lanes_busy = result.write_seconds / (result.seconds * args.lanes)
+        lanes_busy = result.write_seconds / (result.seconds * args.lanes * args.writers)
         per_batch_ms = result.write_seconds / max(result.batches, 1) * 1000
         lines += [
             f"queue filled at {push_rate:,.0f} records/s (RPUSH of {PUSH_CHUNK:,}, {PIPELINE_CHUNKS} per pipeline)",
-            f"writer ({args.lanes} lanes, batches of {args.batch_size:,}): {args.events:,} events drained in "
+            f"{args.writers} writer process(es) ({args.lanes} lanes each, batches of {args.batch_size:,}): "
+            f"{args.events:,} events drained in "
             f"{result.seconds:.1f} s = {result.rows_per_s:,.0f} rows/s (10 %→90 % of the backlog: "
-            f"{result.steady_rows_per_s:,.0f} rows/s); {stored_rows:,} rows stored, writer counted {result.stored:,}",
-            f"writer RSS with the {args.events:,} backlog: peak {result.hwm_mb:.0f} MB (VmHWM; sampled VmRSS peak "
+            f"{result.steady_rows_per_s:,.0f} rows/s); {stored_rows:,} rows stored onto {stored_before:,}, writer "
+            f"counted {result.stored:,}",
+            f"writer RSS (the largest process) with the {args.events:,} backlog: peak {result.hwm_mb:.0f} MB (VmHWM; "
+            f"sampled VmRSS peak "
             f"{result.rss_peak_mb:.0f} MB) (target <= 250 MB: {met(result.hwm_mb <= 250)})",
             f"cores used while draining: {cores}",
             f"writer's own COPY+merge+commit timer: {result.batches:,} batches, {per_batch_ms:.0f} ms per batch, "
@@ -571,17 +607,40 @@ async def measure(args: argparse.Namespace) -> tuple[list[str], list[str], list[
     tables.append(timings[1])
     lines += timings[2:]
 
-    async with bench_database(args.database_url, COPY_DATABASE) as copy_url:
-        parallel, single, indexes = await plain_copy(copy_url, args)
+    if args.onto:
+        copy_target = existing_database(args.database_url, args.onto)
+        where = f"the events of {args.onto} ({await _stored_rows(url):,} rows; rolled back)"
+    else:
+        copy_target = bench_database(args.database_url, COPY_DATABASE)
+        where = "events of a fresh database (no rollups)"
+    async with copy_target as copy_url:
+        parallel, single, indexes = await plain_copy(copy_url, args, rolled_back=bool(args.onto))
     ratio = result.rows_per_s / parallel
     lines += [
-        f"plain COPY of the same {args.events:,} rows into events ({len(indexes)} indexes, no rollups), batches of "
+        f"plain COPY of the same {args.events:,} rows into {where} ({len(indexes)} indexes), batches of "
         f"{args.batch_size:,}: {parallel:,.0f} rows/s on {args.lanes} connections, {single:,.0f} rows/s on one",
-        f"writer / plain COPY ({args.lanes} connections each): {ratio:.2f}x (target >= 0.8x: {met(ratio >= 0.8)})",
+        f"writer / plain COPY ({args.writers} writer(s) of {args.lanes} lanes; COPY on {args.lanes} connections): "
+        f"{ratio:.2f}x (target >= 0.8x: {met(ratio >= 0.8)})",
         f"writer rows/s (target >= 50,000: {met(result.rows_per_s >= 50_000)})",
     ]
     context.append("events indexes: " + "; ".join(f"`{index}`" for index in indexes))
     return lines, tables, context
+
+
+@contextlib.asynccontextmanager
+async def existing_database(base_url: str, name: str) -> AsyncIterator[str]:
+    """A database left by another bench (bench_*), used as it is and kept."""
+    assert name.startswith("bench_"), "bench databases are named bench_*"
+    yield database_url_for(base_url, name)
+
+
+async def _stored_rows(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        stored: int = await connection.fetchval("SELECT count(*) FROM events")
+    finally:
+        await connection.close()
+    return stored
 
 
 def main() -> None:
@@ -589,6 +648,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="server to create bench_writer* on")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--events", type=int, default=1_000_000, help="backlog size (default: %(default)s)")
+    parser.add_argument("--onto", help="drain into this existing bench_* database (e.g. bench_reports) and keep it")
+    parser.add_argument("--writers", type=int, default=1, help="writer processes (default: %(default)s)")
     parser.add_argument("--lanes", type=int, default=DEFAULTS.writer_concurrency, help="ANALYTICS_WRITER_CONCURRENCY")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="ANALYTICS_BATCH_SIZE")
     parser.add_argument("--profile-events", type=int, default=300_000, help="second, profiled drain (0: none)")
