@@ -35,6 +35,7 @@ from analytics.queue.consumer import WriterQueue
 from analytics.queue.dead_letters import DeadLetter, DeadLetters
 from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import Pusher
+from analytics.stats.keeper import DistinctKeeper
 from analytics.store.connect import create_pool, ping_database
 from analytics.store.erasure import Erasure, erase_site, erase_user
 from analytics.store.events import EventStore
@@ -262,6 +263,8 @@ class _Roles:
     pusher: Pusher | None
     writers: list[Writer]
     writer_tasks: list[asyncio.Task[None]]
+    keeper: DistinctKeeper | None
+    keeper_task: asyncio.Task[None] | None
 
 
 class Service:
@@ -353,13 +356,15 @@ class Service:
             for _ in range(settings.writer_concurrency if settings.role.runs_writer else 0)
         ]
         writer_tasks = [asyncio.create_task(writer.run(), name=f"writer {lane}") for lane, writer in enumerate(writers)]
-        return _Roles(server, http, pusher, writers, writer_tasks)
+        keeper = DistinctKeeper(pool) if settings.role.runs_writer else None
+        keeper_task = asyncio.create_task(keeper.run(), name="distinct keeper") if keeper is not None else None
+        return _Roles(server, http, pusher, writers, writer_tasks, keeper, keeper_task)
 
     async def _until_stopped(self, roles: _Roles) -> int:
         """Wait for a stop signal, a role that ends, or an embedded server that dies; say which; the exit code."""
         stopper = asyncio.create_task(self._stop.wait())
         watcher = asyncio.create_task(_first_to_exit([self._database, self._redis]))
-        tasks = [roles.http, *roles.writer_tasks]
+        tasks = [roles.http, *roles.writer_tasks, *([roles.keeper_task] if roles.keeper_task is not None else [])]
         done, _ = await asyncio.wait([stopper, watcher, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         watcher.cancel()
@@ -387,7 +392,9 @@ class Service:
             await roles.pusher.drain()
         for writer in roles.writers:
             writer.stop()
-        for task in roles.writer_tasks:
+        if roles.keeper is not None:
+            roles.keeper.stop()
+        for task in [*roles.writer_tasks, *([roles.keeper_task] if roles.keeper_task is not None else [])]:
             await _settle(task)
 
 

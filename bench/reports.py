@@ -7,10 +7,12 @@ and merge, in-process, batches of ANALYTICS_BATCH_SIZE on two connections, like 
 and the `visits` the merge rebuilds are exactly what the writer would keep; the load's rows/s is the writer's merge
 with visits. Levels are cumulative; each level's new events come from bench/data.py's VisitStream over the same 90
 days ending 2025-11-30 (300 sites with Zipf-like traffic, visitors making visits of 1-8 events, every enriched
-dimension filled). After each level, against the api role (`analytics serve --role api`) over real HTTP, one request
-at a time on one keep-alive connection, latency as the client sees it, for each kind (KINDS: a 30-day aggregate with
-visit metrics, a 30-day daily time series, top-10 breakdowns by path, source and country, a 12-month monthly time
-series in Asia/Kolkata, pages for country==DE, live visitors) and each group of sites: (a) drawn uniformly from the
+dimension filled). After each level, VACUUM ANALYZE (what autovacuum does in time) and the distinct keeper's pass
+over the loaded days (what the writer role's keeper does as each day ends; its time is recorded); then, against the
+api role (`analytics serve --role api`) over real HTTP, one request at a time on one keep-alive connection, latency
+as the client sees it, for each kind (KINDS: a 30-day aggregate with visit metrics, a 30-day daily time series,
+top-10 breakdowns by path, source and country, a 12-month monthly time series in Asia/Kolkata, pages for
+country==DE, live visitors) and each group of sites: (a) drawn uniformly from the
 300, (b) drawn from the BUSIEST sites with the most page views. `date` is 2025-11-30, so every period covers the
 data. Each (kind, group) gets warm-up requests, then up to --requests measured ones or --budget seconds, whichever
 ends first (a 503 is the service's 10-second deadline: counted, and kept in the latencies as the wait it was).
@@ -49,8 +51,10 @@ from analytics.events.contract import epoch_microseconds
 from analytics.events.record import now_ms
 from analytics.stats import reports
 from analytics.stats.cells import on_cell_grid
+from analytics.stats.keeper import keep_past_days
 from analytics.stats.params import parse_report_query
 from analytics.stats.periods import buckets
+from analytics.store.connect import create_pool
 from analytics.store.events import merge, prepare
 from analytics.store.queries import REPORTS
 from bench.data import DAYS, END, VisitStream
@@ -144,6 +148,7 @@ class Level:
     samples: dict[tuple[str, str], Sample] = field(default_factory=dict)  # (kind, group)
     tables: str = ""
     visits_check: str = ""
+    keeper: str = ""
     live: str = ""
     answers: str = ""
     explained: list[str] = field(default_factory=list)
@@ -245,6 +250,19 @@ async def busiest_answers(port: int, site: str) -> str:
     rows = (await fetch_json(port, request_path(by_name["breakdown path, country==DE"], site)))["results"][:3]
     parts.append("DE's top pages " + ", ".join(f"{row['path']} {row['pageviews']:,} views" for row in rows))
     return f"{site}, 30 days to {ANCHOR}: " + "; ".join(parts)
+
+
+async def keep_days(database_url: str) -> str:
+    """The distinct keeper's pass over the loaded days, which the writer role's keeper makes as each day ends: the
+    service's own code (analytics/stats/keeper.py)."""
+    pool = await create_pool(database_url, 1)
+    try:
+        started = time.monotonic()
+        kept = await keep_past_days(pool, END.date(), DAYS + 1)
+        elapsed = time.monotonic() - started
+    finally:
+        await pool.close()
+    return f"distinct keeper over the {DAYS + 1} days before {END:%Y-%m-%d}: {kept:,} site-days kept in {elapsed:.1f} s"
 
 
 async def describe_tables(database_url: str, visits_generated: int) -> tuple[str, str]:
@@ -551,6 +569,8 @@ async def measure(args: argparse.Namespace) -> tuple[list[Level], list[str]]:
                 level = Level(count, rate, inserted, generated)
                 print(f"{count:,} events loaded through the writer's merge at {rate:,.0f} rows/s", flush=True)
                 by_views = await sites_by_views(url)
+                level.keeper = await keep_days(url)
+                print(level.keeper, flush=True)
                 sites, busiest = sorted(by_views), by_views[:BUSIEST]
                 level.tables, level.visits_check = await describe_tables(url, generated)
                 busy_before, started = machine_busy(), time.monotonic()
@@ -712,6 +732,7 @@ def main() -> None:
         lines += [
             f"at {level.events:,}: tables {level.tables}",
             f"at {level.events:,}: {level.visits_check}",
+            f"at {level.events:,}: {level.keeper}",
             f"at {level.events:,}: busiest site's answers: {level.answers}",
             f"at {level.events:,}: {level.live}",
             f"at {level.events:,}: {level.machine}",

@@ -226,3 +226,21 @@ def _sums(row: asyncpg.Record) -> Tally:
         duration_us=row["duration_us"],
         visit_pageviews=row["visit_pageviews"],
     )
+
+
+async def keep_day(connection: Connection, day: Range, sites: Sequence[str]) -> int | None:
+    """Count and keep the distinct sets of `day` for `sites`, in one transaction; how many were kept, or None when
+    another keeper is at work. A site an erasure is under way for is left to the next pass."""
+    async with connection.transaction():
+        if not await connection.fetchval(queries.REPORTS["one_distinct_keeper"]):
+            return None
+        allowed = [row["site"] for row in await connection.fetch(queries.REPORTS["sites_may_keep_distincts"], sites)]
+        rows = await connection.fetch(queries.REPORTS["day_hashes"], allowed, *day)
+        for row in rows:
+            counted = Counted(
+                row["events"],
+                DistinctSet.of(sketch.array_elements(row["visitor_hashes"])),
+                DistinctSet.of(sketch.array_elements(row["user_hashes"])),
+            )
+            await _keep(connection, row["site_id"], {day: counted})
+    return len(rows)
