@@ -3,16 +3,19 @@ fall on 15-minute UTC cells: every sum by reading a row per cell of the period, 
 
 Distinct visitors and users do not add up. An hour's come from its cells' hash sets. A day's, week's or month's
 (or a whole aggregate's) are counted once from the cells and kept (migrations/0013.report_distincts.sql) once the
-range is over; a range longer than a day is the union of its days' sets, so a range that runs to now recounts
-only today. A kept count holds while its range's cells sum to the events it was counted from.
+range is over; a range longer than a day is the union of its whole UTC days' sets (which the distinct keeper keeps
+in the background) and of the parts of a day at either end, so a range that runs to now recounts only today, and a
+month in Asia/Kolkata reads about a day of cells. A kept count holds while its range's cells sum to the events it
+was counted from.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Final
 
 import asyncpg
@@ -25,6 +28,7 @@ from analytics.stats.tally import Tally
 from analytics.store import queries
 
 CELL_SECONDS: Final = 900
+ONE_DAY: Final = timedelta(days=1)
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 Range = tuple[datetime, datetime]
@@ -75,26 +79,58 @@ async def cell_report(
     if hourly:
         return await _hourly(connection, site_id, ranges, distinct)
     days = [bucket.start for bucket in buckets(span, "day")]
-    day_sums: dict[int, Tally] = {}
-    for row in await connection.fetch(queries.REPORTS["cell_sums"], site_id, span.start, span.end, days):
-        day_sums[row["bucket"] - 1] = _sums(row)
-    day_ranges = list(zip(days, [*days[1:], span.end], strict=True))
+    segments = _Segments(sorted({*days, *_utc_midnights(span.start, span.end)}), span.end)
+    rows = await connection.fetch(queries.REPORTS["cell_sums"], site_id, span.start, span.end, segments.starts)
+    for row in rows:
+        segments.sums[row["bucket"] - 1] = _sums(row)
     report = CellReport()
-    events: dict[Range, int] = {
-        day: day_sums[index].events for index, day in enumerate(day_ranges) if index in day_sums
-    }
+    events: dict[Range, int] = {}
     parts: dict[Range, list[Range]] = {}
-    for number, (start, end) in enumerate(ranges, start=1):
-        first, last = bisect.bisect_left(days, start), bisect.bisect_left(days, end)
-        tally = report.tallies[number] = Tally()
-        for index in range(first, last):
-            if index in day_sums:
-                tally.add_sums(day_sums[index])
+    for number, bucket in enumerate(ranges, start=1):
+        tally = report.tallies[number] = segments.total(bucket)
         if tally.events and distinct:
-            events[start, end] = tally.events
-            parts[start, end] = [day for day in day_ranges[first:last] if day in events]
+            events[bucket] = tally.events
+            one_day = bisect.bisect_left(days, bucket[1]) - bisect.bisect_left(days, bucket[0]) == 1
+            pieces = [(piece, segments.total(piece).events) for piece in ([bucket] if one_day else _by_utc_day(bucket))]
+            events.update((piece, count) for piece, count in pieces if count)
+            parts[bucket] = [piece for piece, count in pieces if count]
     approximate = await _count_distincts(connection, site_id, report.tallies, ranges, parts, events)
     return CellReport(report.tallies, approximate)
+
+
+class _Segments:
+    """The period cut at every local day start and every UTC midnight, with each piece's sums: what any bucket, UTC
+    day or part of one in the period adds up to."""
+
+    def __init__(self, starts: list[datetime], end: datetime) -> None:
+        self.starts = starts
+        self.end = end
+        self.sums: dict[int, Tally] = {}
+
+    def total(self, bounds: Range) -> Tally:
+        tally = Tally()
+        for index in range(bisect.bisect_left(self.starts, bounds[0]), bisect.bisect_left(self.starts, bounds[1])):
+            if index in self.sums:
+                tally.add_sums(self.sums[index])
+        return tally
+
+
+def _utc_midnights(start: datetime, end: datetime) -> list[datetime]:
+    """The UTC midnights strictly between `start` and `end`."""
+    midnight = datetime.combine(start.astimezone(UTC).date(), time(), UTC) + ONE_DAY
+    found = []
+    while midnight < end:
+        found.append(midnight)
+        midnight += ONE_DAY
+    return found
+
+
+def _by_utc_day(bounds: Range) -> list[Range]:
+    """A range longer than a day cut at UTC midnights: the whole UTC days in it, which the distinct keeper keeps
+    (stats/keeper.py), and the parts of a day at either end, so that in any zone a month is counted from about a
+    day of cells, not thirty."""
+    cuts = [bounds[0], *_utc_midnights(*bounds), bounds[1]]
+    return list(itertools.pairwise(cuts))
 
 
 async def _hourly(connection: Connection, site_id: str, ranges: Sequence[Range], distinct: bool) -> CellReport:
@@ -149,7 +185,7 @@ async def _count_and_keep(
     parts: dict[Range, list[Range]],
     events: dict[Range, int],
 ) -> dict[Range, Counted]:
-    """Count the buckets from their days' sets (kept or counted from the cells), in a transaction that keeps what it
+    """Count the buckets from their parts' sets (kept or counted from the cells), in a transaction that keeps what it
     counted of ranges already over, unless an erasure of the site is under way (`may_keep_distincts`)."""
     now = datetime.now(UTC)
     async with connection.transaction():

@@ -3,10 +3,11 @@ per site from the report cells and keeps them (analytics/stats/cells.py: `keep_d
 
 A report's first request for a period otherwise counts every day of it from the cells' hash sets, which lie
 scattered over the cells table (the writer appends all sites' cells in time order): on the 10M-event bench that was
-11 of a cold 30-day aggregate's 17 ms. With the days kept, an unfiltered report whose days are UTC days (the
-default zone) unions at most one kept set a day. Days of other zones are still counted by the first report that
-asks for them. The first pass covers the last KEEP_DAYS days; later passes the last RECHECK_DAYS, which late events
-change (a kept day whose cells no longer sum to the events it was counted from is counted again).
+11 of a cold 30-day aggregate's 17 ms. With the days kept, an unfiltered report in any zone unions a kept set per
+whole UTC day and counts only the parts of a day at its ends (analytics/stats/cells.py); a series by local day in
+another zone still counts its days from the cells on its first request. The first pass covers the last KEEP_DAYS
+days; later passes the last RECHECK_DAYS, which late events change (a kept day whose cells no longer sum to the
+events it was counted from is counted again).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from analytics.events.record import Event
 from analytics.stats.keeper import DistinctKeeper, keep_past_days
 from tests.helpers.servers import Client
 from tests.helpers.waiting import eventually
-from tests.integration.test_report_distincts import event, store
+from tests.integration.test_report_distincts import KEPT, assert_as_raw_events, event, store
 
 TODAY = date(2026, 10, 24)
 FIRST = datetime.combine(TODAY - timedelta(days=3), time(), UTC)
@@ -117,3 +117,23 @@ async def test_the_keeper_keeps_yesterday_until_stopped(db: asyncpg.Connection, 
     finally:
         keeper.stop()
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_range_in_another_zone_unions_the_kept_utc_days_and_counts_only_its_ends(
+    client_with: Client, db: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    await store(db, sent())
+    await keep_past_days(pool, TODAY, 5)
+    for zone, offset in (
+        ("Asia/Kolkata", timedelta(hours=5, minutes=30)),
+        ("Asia/Kathmandu", timedelta(hours=5, minutes=45)),
+    ):
+        params = {"site_id": "beta", "period": "custom", "from": "2026-10-21", "to": "2026-10-23", "timezone": zone}
+        async with client_with() as client:
+            await assert_as_raw_events(client, [("aggregate", {**params, "metrics": "visitors,users,pageviews"})])
+        start, end = FIRST - offset, FIRST + timedelta(days=3) - offset
+        ranges = {(row["starts"], row["ends"]) for row in await db.fetch(KEPT, "beta")}
+        # Kept: the range, and its last part (its first, before the first event, is empty); the two whole UTC days
+        # between came from the keeper, and no local day was counted.
+        assert {(FIRST + timedelta(days=2), end), (start, end)} <= ranges
+        assert not {(end - timedelta(days=days), end - timedelta(days=days - 1)) for days in (1, 2, 3)} & ranges
