@@ -268,10 +268,10 @@ async def keep_day(connection: Connection, day: Range, sites: Sequence[str]) -> 
     """Count and keep the distinct sets of `day` for `sites`, in one transaction; how many were kept, or None when
     another keeper is at work. A site an erasure is under way for is left to the next pass."""
     async with connection.transaction():
-        if not await connection.fetchval(queries.REPORTS["one_distinct_keeper"]):
+        if not await connection.fetchval(queries.KEEPER["one_distinct_keeper"]):
             return None
-        allowed = [row["site"] for row in await connection.fetch(queries.REPORTS["sites_may_keep_distincts"], sites)]
-        rows = await connection.fetch(queries.REPORTS["day_hashes"], allowed, *day)
+        allowed = [row["site"] for row in await connection.fetch(queries.KEEPER["sites_may_keep_distincts"], sites)]
+        rows = await connection.fetch(queries.KEEPER["day_hashes"], allowed, *day)
         for row in rows:
             counted = Counted(
                 row["events"],

@@ -72,7 +72,7 @@ async def keep_past_days(pool: asyncpg.Pool, today: date, days: int, stop: async
         day = start, start + timedelta(days=1)
         with translated():
             async with pool.acquire() as connection:
-                sites = [row["site_id"] for row in await connection.fetch(queries.REPORTS["unkept_day_sites"], *day)]
+                sites = [row["site_id"] for row in await connection.fetch(queries.KEEPER["unkept_day_sites"], *day)]
                 for offset in range(0, len(sites), SITES_PER_TRANSACTION):
                     done = await keep_day(connection, day, sites[offset : offset + SITES_PER_TRANSACTION])
                     if done is None:
