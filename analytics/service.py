@@ -266,6 +266,10 @@ class _Roles:
     keeper: DistinctKeeper | None
     keeper_task: asyncio.Task[None] | None
 
+    def background(self) -> list[asyncio.Task[None]]:
+        """The tasks that stop when asked to: the writer lanes and the distinct keeper."""
+        return [*self.writer_tasks, *([self.keeper_task] if self.keeper_task is not None else [])]
+
 
 class Service:
     """The roles of one `serve` process."""
@@ -364,7 +368,7 @@ class Service:
         """Wait for a stop signal, a role that ends, or an embedded server that dies; say which; the exit code."""
         stopper = asyncio.create_task(self._stop.wait())
         watcher = asyncio.create_task(_first_to_exit([self._database, self._redis]))
-        tasks = [roles.http, *roles.writer_tasks, *([roles.keeper_task] if roles.keeper_task is not None else [])]
+        tasks = [roles.http, *roles.background()]
         done, _ = await asyncio.wait([stopper, watcher, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         watcher.cancel()
@@ -394,7 +398,7 @@ class Service:
             writer.stop()
         if roles.keeper is not None:
             roles.keeper.stop()
-        for task in [*roles.writer_tasks, *([roles.keeper_task] if roles.keeper_task is not None else [])]:
+        for task in roles.background():
             await _settle(task)
 
 

@@ -79,7 +79,7 @@ async def cell_report(
     if hourly:
         return await _hourly(connection, site_id, ranges, distinct)
     days = [bucket.start for bucket in buckets(span, "day")]
-    segments = _Segments(sorted({*days, *_utc_midnights(span.start, span.end)}), span.end)
+    segments = _Segments(sorted({*days, *_utc_midnights(span.start, span.end)}))
     rows = await connection.fetch(queries.REPORTS["cell_sums"], site_id, span.start, span.end, segments.starts)
     for row in rows:
         segments.sums[row["bucket"] - 1] = _sums(row)
@@ -102,9 +102,8 @@ class _Segments:
     """The period cut at every local day start and every UTC midnight, with each piece's sums: what any bucket, UTC
     day or part of one in the period adds up to."""
 
-    def __init__(self, starts: list[datetime], end: datetime) -> None:
+    def __init__(self, starts: list[datetime]) -> None:
         self.starts = starts
-        self.end = end
         self.sums: dict[int, Tally] = {}
 
     def total(self, bounds: Range) -> Tally:
