@@ -3,8 +3,9 @@
 
 -- name: unkept_day_sites
 -- $1 and $2 a UTC day's bounds: the sites with events that day whose distinct counts of it are not kept, or were
--- kept from other events than its cells now sum to (a late event), with that sum. The sites come from the cells' key by a skip scan (one descent a site), each sum from the key's
--- index alone (migrations/0014.report_cell_sums.sql); no hash set is read here.
+-- kept from other events than its cells now sum to (a late event). The sites come from the cells' key by a skip scan
+-- (one descent a site), each day's sum from the key's index alone (migrations/0014.report_cell_sums.sql); no hash set
+-- is read here.
 WITH RECURSIVE sites(site_id) AS (
     (SELECT site_id FROM report_cells ORDER BY site_id LIMIT 1)
     UNION ALL
@@ -12,7 +13,7 @@ WITH RECURSIVE sites(site_id) AS (
     FROM sites s
     WHERE s.site_id IS NOT NULL
 )
-SELECT s.site_id, t.events
+SELECT s.site_id
 FROM sites s
 CROSS JOIN LATERAL (
     SELECT sum(c.events)::bigint AS events
