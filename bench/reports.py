@@ -262,7 +262,10 @@ async def keep_days(database_url: str) -> str:
         elapsed = time.monotonic() - started
     finally:
         await pool.close()
-    return f"distinct keeper over the {DAYS + 1} days before {END:%Y-%m-%d}: {kept:,} site-days kept in {elapsed:.1f} s"
+    return (
+        f"distinct keeper over the {DAYS + 1} days before {END:%Y-%m-%d}: distinct sets of {kept.distincts:,} "
+        f"site-days and values of {kept.values:,} kept in {elapsed:.1f} s"
+    )
 
 
 async def describe_tables(database_url: str, visits_generated: int) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """The distinct keeper: a side task of the writer role that counts each past UTC day's distinct visitors and users
-per site from the report cells and keeps them (analytics/stats/cells.py: `keep_day`).
+per site from the report cells and keeps them (analytics/stats/cells.py: `keep_day`), and the day's values of every
+dimension from raw events, which unfiltered breakdowns read (analytics/stats/values.py: `keep_day_values`).
 
 A report's first request for a period otherwise counts every day of it from the cells' hash sets, which lie
 scattered over the cells table (the writer appends all sites' cells in time order): on the 10M-event bench that was
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
@@ -23,6 +25,7 @@ import asyncpg
 from analytics.errors import DatabaseError
 from analytics.observability.logs import describe_error
 from analytics.stats.cells import keep_day
+from analytics.stats.values import keep_day_values
 from analytics.store import queries
 from analytics.store.failures import translated
 
@@ -55,16 +58,29 @@ class DistinctKeeper:
                 logger.warning("distinct keeper: pass failed, retrying later: %s", describe_error(error))
             else:
                 if kept:
-                    logger.info("distinct keeper: kept %s site-days", kept)
+                    logger.info(
+                        "distinct keeper: kept distinct sets of %s site-days, values of %s", kept.distincts, kept.values
+                    )
                 days = RECHECK_DAYS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._pass_interval_s)
 
 
-async def keep_past_days(pool: asyncpg.Pool, today: date, days: int, stop: asyncio.Event | None = None) -> int:
-    """Keep the distinct sets of the `days` UTC days before `today` that need it, oldest first; how many were kept.
-    Stops early when `stop` is set or another keeper is at work."""
-    kept = 0
+@dataclass(frozen=True, slots=True)
+class KeptDays:
+    """Site-days a pass kept: distinct sets, and values (analytics/stats/values.py)."""
+
+    distincts: int = 0
+    values: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.distincts or self.values)
+
+
+async def keep_past_days(pool: asyncpg.Pool, today: date, days: int, stop: asyncio.Event | None = None) -> KeptDays:
+    """Keep the distinct sets and values of the `days` UTC days before `today` that need it, oldest first; what was
+    kept. Stops early when `stop` is set or another keeper is at work."""
+    kept = {"keep_distincts": 0, "keep_values": 0}
     for back in range(days, 0, -1):
         if stop is not None and stop.is_set():
             break
@@ -72,10 +88,12 @@ async def keep_past_days(pool: asyncpg.Pool, today: date, days: int, stop: async
         day = start, start + timedelta(days=1)
         with translated():
             async with pool.acquire() as connection:
-                sites = [row["site_id"] for row in await connection.fetch(queries.KEEPER["unkept_day_sites"], *day)]
-                for offset in range(0, len(sites), SITES_PER_TRANSACTION):
-                    done = await keep_day(connection, day, sites[offset : offset + SITES_PER_TRANSACTION])
-                    if done is None:
-                        return kept
-                    kept += done
-    return kept
+                rows = await connection.fetch(queries.KEEPER["day_sites_to_keep"], *day)
+                for keep, column in ((keep_day, "keep_distincts"), (keep_day_values, "keep_values")):
+                    sites = [row["site_id"] for row in rows if row[column]]
+                    for offset in range(0, len(sites), SITES_PER_TRANSACTION):
+                        done = await keep(connection, day, sites[offset : offset + SITES_PER_TRANSACTION])
+                        if done is None:
+                            return KeptDays(kept["keep_distincts"], kept["keep_values"])
+                        kept[column] += done
+    return KeptDays(kept["keep_distincts"], kept["keep_values"])

@@ -7,6 +7,9 @@ database as a parameter. A breakdown row for value x is what the aggregate would
 `property==x` added: an event filter keeps the matching events, and the visits with a matching event. By props keys,
 the row for key k is the aggregate with `props.k!=(none)` added.
 
+An unfiltered breakdown by a dimension of events or visits, in event metrics, reads the values the distinct keeper
+keeps per past UTC day where it can (analytics/stats/values.py).
+
 An unfiltered aggregate or time series whose bounds all fall on 15-minute UTC cells (every zone's, for any date its
 offset is a multiple of 15 minutes) reads the report cells instead (analytics/stats/cells.py): a row per cell of the
 period, whatever the number of events, and distinct counts kept per range, estimated past 10,000 only.
@@ -35,6 +38,7 @@ from analytics.stats.params import (
 )
 from analytics.stats.periods import Bucket, DateRange, buckets, resolve
 from analytics.stats.tally import Number, Tally, half_up
+from analytics.stats.values import kept_breakdown, servable
 from analytics.store import queries
 from analytics.store.failures import translated
 
@@ -88,8 +92,7 @@ class Statement:
 
 
 def _fragment(name: str) -> str:
-    """A template without its comment lines: it is spliced into a line of another."""
-    return "\n".join(line for line in queries.REPORTS[name].splitlines() if not line.lstrip().startswith("--"))
+    return queries.fragment(queries.REPORTS[name])
 
 
 def is_event_dimension(dimension: str) -> bool:
@@ -276,7 +279,10 @@ async def breakdown(pool: asyncpg.Pool, query: ReportQuery) -> BreakdownAnswer:
     with translated():
         async with pool.acquire() as connection:
             span = await report_span(connection, query)
-            if wanted <= EVENT_METRICS or wanted <= VISIT_METRICS:
+            kept = await kept_breakdown(connection, query, span) if servable(query) else None
+            if kept is not None:
+                rows, total = kept
+            elif wanted <= EVENT_METRICS or wanted <= VISIT_METRICS:
                 rows, total = await _top_values(connection, query, span)
             else:
                 cells = await _cells(connection, query, span, [span.start])

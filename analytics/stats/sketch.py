@@ -151,3 +151,10 @@ def _tau(x: float) -> float:
         z -= (1 - x) ** 2 * y
         if z == previous:
             return z / 3
+
+
+def distinct_count(parts: Sequence[Hashes]) -> int:
+    """The number of distinct hashes in several arrays, each with repeats, in any order."""
+    if not parts:
+        return 0
+    return len(_sorted_distinct(np.concatenate(parts)))

@@ -24,6 +24,11 @@ def parse(text: str) -> Mapping[str, str]:
     return MappingProxyType(queries)
 
 
+def fragment(query: str) -> str:
+    """A template without its comment lines: it is spliced into a line of another."""
+    return "\n".join(line for line in query.splitlines() if not line.lstrip().startswith("--"))
+
+
 def load(file: str) -> Mapping[str, str]:
     return parse(resources.files("analytics.store").joinpath("sql", file).read_text(encoding="utf-8"))
 

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 
 from analytics.events.record import Event
-from analytics.stats.keeper import DistinctKeeper, keep_past_days
+from analytics.stats.keeper import DistinctKeeper, KeptDays, keep_past_days
 from tests.helpers.servers import Client
 from tests.helpers.waiting import eventually
 from tests.integration.test_report_distincts import KEPT, assert_as_raw_events, event, store
@@ -62,12 +62,12 @@ async def test_past_utc_days_are_kept_as_counted_from_the_events_and_recounted_a
     await store(db, events)
     expected = {key: counts for key, counts in by_day(events).items() if key[1].date() < TODAY}
     assert len(expected) == 9
-    assert await keep_past_days(pool, TODAY, 5) == 9
+    assert await keep_past_days(pool, TODAY, 5) == KeptDays(9, 9)
     assert await kept(db) == expected
-    assert await keep_past_days(pool, TODAY, 5) == 0
+    assert await keep_past_days(pool, TODAY, 5) == KeptDays()
     late = event("beta", "newcomer", FIRST + timedelta(days=1, hours=5), "u-late")
     await store(db, [late])
-    assert await keep_past_days(pool, TODAY, 5) == 1
+    assert await keep_past_days(pool, TODAY, 5) == KeptDays(1, 1)
     assert await kept(db) == {key: counts for key, counts in by_day([*events, late]).items() if key[1].date() < TODAY}
 
 
@@ -92,13 +92,13 @@ async def test_nothing_is_kept_for_a_site_being_erased_nor_while_another_keeper_
     await store(db, sent())
     async with db.transaction():  # what an erasure of beta holds while it deletes beta's kept counts
         await db.execute("SELECT pg_advisory_xact_lock(7030, hashtext('beta'))")
-        assert await keep_past_days(pool, TODAY, 5) == 6
+        assert await keep_past_days(pool, TODAY, 5) == KeptDays(6, 6)
     assert {site for site, _ in await kept(db)} == {"alpha", "gamma"}
     async with db.transaction():  # another keeper's transaction
         await db.execute("SELECT pg_advisory_xact_lock(7031, 0)")
-        assert await keep_past_days(pool, TODAY, 5) == 0
+        assert await keep_past_days(pool, TODAY, 5) == KeptDays()
     assert {site for site, _ in await kept(db)} == {"alpha", "gamma"}
-    assert await keep_past_days(pool, TODAY, 5) == 3
+    assert await keep_past_days(pool, TODAY, 5) == KeptDays(3, 3)
     assert {site for site, _ in await kept(db)} == {"alpha", "beta", "gamma"}
 
 

@@ -41,6 +41,8 @@ DISTRIBUTED: Final = (
     "site_visit_bounds",
     "report_cells",
     "report_distincts",
+    "report_values",
+    "report_value_days",
     "daily_totals",
     "daily_users",
     "daily_path_views",
@@ -60,7 +62,7 @@ EXCEPTIONS: Final = {
     "partitions.sql:ensure_partition": "makes a month's partition for every site (DDL through the coordinator) and "
     "moves that month's rows of every site out of events_default",
     "partitions.sql:drop_before": "retention drops whole months of every site, with their keys",
-    "keeper.sql:unkept_day_sites": "the distinct keeper, in the background, finds the sites with a past day to count "
+    "keeper.sql:day_sites_to_keep": "the distinct keeper, in the background, finds the sites with a past day to count "
     "by a skip scan of every site's report cells: a multi-shard read of the cells' key",
 }
 # Files whose statements answer stats requests: each must name one site by a parameter, so it goes to one shard.
@@ -194,6 +196,8 @@ async def test_every_key_of_a_distributed_table_holds_site_id(db: asyncpg.Connec
         "event_keys_pkey": ["site_id", "event_key"],
         "report_cells_pkey": ["site_id", "cell"],
         "report_distincts_pkey": ["site_id", "starts", "ends"],
+        "report_value_days_pkey": ["site_id", "day"],
+        "report_values_key": ["site_id", "day", "dimension", "value"],
         "site_path_views_pkey": ["site_id", "path_md5"],
         "site_totals_pkey": ["site_id"],
         "site_visit_bounds_pkey": ["site_id"],

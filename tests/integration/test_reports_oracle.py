@@ -20,6 +20,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analytics.stats.keeper import keep_past_days
 from tests.helpers.factories import CHROME, IPHONE
 from tests.helpers.waiting import eventually
 
@@ -75,6 +76,13 @@ VISIT_DIMENSIONS = (
     "os_version",
 )
 PROPERTIES = (*EVENT_DIMENSIONS, *VISIT_DIMENSIONS, "props.plan", "props.seats", "props")
+# The distinct keeper keeps every UTC day before this one: all of the windows'.
+KEPT_UNTIL = date(2026, 11, 4)
+# Ranges of kept days and parts of days: the whole of window 2 (a kept UTC day and the next one's start, or parts of
+# both in other zones) and a single local day (a kept UTC day ranked in the database, in UTC).
+KEPT_RANGES = ((date(2026, 10, 24), date(2026, 10, 25)), (date(2026, 10, 24), date(2026, 10, 24)), FULL_RANGE)
+KEPT_PROPERTIES = (*EVENT_DIMENSIONS, *VISIT_DIMENSIONS)
+KEPT_METRIC_SETS = (("pageviews", "visitors"), ("visitors", "users"), ("users", "events", "pageviews"), ("events",))
 METRICS = ("pageviews", "visitors", "users", "visits", "bounce_rate", "visit_duration", "views_per_visit", "events")
 VISIT_METRICS = {"visits", "bounce_rate", "visit_duration", "views_per_visit"}
 EVENT_METRICS = {"pageviews", "visitors", "users", "events"}
@@ -474,7 +482,12 @@ def bodies(drafts_sent: list[Draft], prefix: str) -> Iterator[tuple[dict[str, An
     rules=rules_strategy,
 )
 async def test_every_endpoint_equals_a_brute_force_over_what_was_sent(
-    service: httpx.AsyncClient, db: asyncpg.Connection, sent: list[Draft], retried: list[int], rules: list[Rule]
+    service: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    sent: list[Draft],
+    retried: list[int],
+    rules: list[Rule],
 ) -> None:
     prefix = f"r{next(example_numbers)}"
     pairs = list(bodies(sent, prefix))
@@ -497,6 +510,11 @@ async def test_every_endpoint_equals_a_brute_force_over_what_was_sent(
         await check_aggregates(service, oracle, site, site_id, zone, rules)
         await check_timeseries(service, oracle, site, site_id, zone, rules)
         await check_breakdowns(service, oracle, site, site_id, zone, rules)
+    # The distinct keeper's values of each past UTC day (analytics/stats/values.py), then unfiltered breakdowns again.
+    kept = await keep_past_days(pool, KEPT_UNTIL, (KEPT_UNTIL - FULL_RANGE[0]).days)
+    assert kept.values > 0
+    for site, zone_name in itertools.product(sites, ZONES):
+        await check_kept_breakdowns(service, oracle, site, prefix + site, ZoneInfo(zone_name))
 
 
 def _range(first: date, last: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -610,3 +628,29 @@ async def check_breakdowns(
         {key: row[key] for key in ("path", "pageviews", "visitors")}
         for row in oracle.breakdown(site, start, end, [], "path", ("pageviews", "visitors"))[2:4]
     ]
+
+
+async def check_kept_breakdowns(
+    client: httpx.AsyncClient, oracle: Oracle, site: str, site_id: str, zone: ZoneInfo
+) -> None:
+    """Unfiltered breakdowns in event metrics once the days are kept: whole UTC days from their values, the rest
+    from raw events, every page as the oracle ranks it."""
+    for (first, last), (prop, names) in itertools.product(
+        KEPT_RANGES, zip(KEPT_PROPERTIES, itertools.cycle(KEPT_METRIC_SETS), strict=False)
+    ):
+        start, end = _range(first, last, zone)
+        expected = oracle.breakdown(site, start, end, [], prop, names)
+        for limit, page in ((1000, 1), (2, 1), (2, 2)):
+            data = await fetch(
+                client,
+                "breakdown",
+                site_id=site_id,
+                property=prop,
+                metrics=",".join(names),
+                limit=str(limit),
+                page=str(page),
+                **_custom(first, last, zone),
+            )
+            rows = expected[(page - 1) * limit : page * limit]
+            assert data["results"] == [{key: row[key] for key in (prop, *names)} for row in rows], (zone.key, prop)
+            assert data["total_rows"] == len(expected)

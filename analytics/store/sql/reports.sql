@@ -156,3 +156,66 @@ round(100.0 * visit_pageviews / visits)
 -- name: count_values
 -- How many values a breakdown has, when the page asked for lies past the last.
 SELECT count(*) FROM ({grouped}) grouped
+
+-- name: kept_value_days
+-- $1 site_id, $2 and $3 the first and last UTC midnights of whole days in a breakdown's range: the days whose kept
+-- values (migrations/0015.report_values.sql) still hold, i.e. whose window's cells sum to what they were counted from;
+-- with the number of values of dimension $4 each has.
+SELECT k.day, coalesce((k.value_counts ->> $4::text)::bigint, 0) AS value_count
+FROM report_value_days k
+WHERE k.site_id = $1 AND k.day >= $2 AND k.day < $3
+  AND k.window_events = (SELECT coalesce(sum(c.events), 0) FROM report_cells c
+                         WHERE c.site_id = $1 AND c.cell >= k.window_starts AND c.cell < k.window_ends)
+
+-- name: kept_value_sums
+-- $1 site_id, $2 dimension, $3 kept days: each value's sums over them; a distinct count's sum over days bounds it
+-- from above and its greatest day from below (analytics/stats/values.py ranks with both).
+SELECT value, sum(pageviews)::bigint AS pageviews, sum(events)::bigint AS events,
+       sum(visitor_count)::bigint AS visitors_at_most, max(visitor_count) AS visitors_at_least,
+       sum(user_count)::bigint AS users_at_most, max(user_count) AS users_at_least
+FROM report_values
+WHERE site_id = $1 AND dimension = $2 AND day = ANY($3::timestamptz[])
+GROUP BY value
+
+-- name: kept_value_hashes
+-- $1 site_id, $2 dimension, $3 kept days, $4 values, $5 whether the missing value too: their visitor and user hashes
+-- over the days, as `cell_hashes` packs them.
+SELECT value, string_agg(substring(array_send(visitors) FROM 21), ''::bytea) AS visitor_hashes,
+       string_agg(substring(array_send(users) FROM 21), ''::bytea) AS user_hashes
+FROM report_values
+WHERE site_id = $1 AND dimension = $2 AND day = ANY($3::timestamptz[])
+  AND (value = ANY($4::text[]) OR ($5 AND value IS NULL))
+GROUP BY value
+
+-- name: top_day_values
+-- $1 site_id, $2 dimension, $3 a kept day, $4 limit, $5 offset: one page of the day's values in the contract's order
+-- by page views, from the index in that order: N entries read however many values tie.
+SELECT value, pageviews, events, visitor_count AS visitors, user_count AS users
+FROM report_values
+WHERE site_id = $1 AND dimension = $2 AND day = $3
+ORDER BY pageviews DESC, value NULLS LAST
+LIMIT $4 OFFSET $5
+
+-- name: top_day_values_by_visitors
+SELECT value, pageviews, events, visitor_count AS visitors, user_count AS users
+FROM report_values
+WHERE site_id = $1 AND dimension = $2 AND day = $3
+ORDER BY visitor_count DESC, value NULLS LAST
+LIMIT $4 OFFSET $5
+
+-- name: event_value_hashes
+-- `event_metrics` by value over one range ($2, $3), with the distinct hashes instead of their counts (the parts of a
+-- breakdown's range that kept values do not cover: its ends, today, a day a late event changed).
+SELECT {value} AS value,
+       count(*) FILTER (WHERE e.event_type = 'page_view') AS pageviews,
+       count(*) AS events,
+       substring(array_send(coalesce(array_agg(DISTINCT hashtextextended(e.visitor, 0))
+                                         FILTER (WHERE e.visitor IS NOT NULL), ARRAY[]::bigint[])) FROM 21)
+           AS visitor_hashes,
+       substring(array_send(coalesce(array_agg(DISTINCT hashtextextended(e.user_id, 0))
+                                         FILTER (WHERE e.user_id IS NOT NULL), ARRAY[]::bigint[])) FROM 21)
+           AS user_hashes
+FROM events e
+{join}
+WHERE e.site_id = $1 AND e."timestamp" >= $2 AND e."timestamp" < $3
+GROUP BY 1

@@ -1,0 +1,2 @@
+DROP TABLE report_value_days;
+DROP TABLE report_values;
