@@ -48,6 +48,7 @@ from analytics.web.ingest import Enrichment
 from analytics.web.server import Server, server_config
 from analytics.workers import supervise
 from analytics.writer.loop import Writer, new_writer_id
+from analytics.writer.slices import Slices
 
 logger = logging.getLogger("analytics")
 
@@ -350,14 +351,16 @@ class Service:
             )
         )
         http = asyncio.create_task(server.serve(self._sockets), name="http")
+        lanes = settings.writer_concurrency if settings.role.runs_writer else 0
+        slices = Slices([EventStore(self._database.url, settings.retention_days) for _ in range(lanes)])
         writers = [
             Writer(
                 settings,
-                EventStore(self._database.url, settings.retention_days),
+                slices,
                 WriterQueue(client, keys, new_writer_id(), settings.heartbeat_ttl_s, settings.queue_shards),
                 metrics,
             )
-            for _ in range(settings.writer_concurrency if settings.role.runs_writer else 0)
+            for _ in range(lanes)
         ]
         writer_tasks = [asyncio.create_task(writer.run(), name=f"writer {lane}") for lane, writer in enumerate(writers)]
         keeper = DistinctKeeper(pool) if settings.role.runs_writer else None

@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000, help="backlog per drain (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--lanes", type=int, default=DEFAULTS.writer_concurrency, help="ANALYTICS_WRITER_CONCURRENCY")
+    parser.add_argument("--writers", type=int, default=1, help="writer processes per drain (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="ANALYTICS_BATCH_SIZE")
     parser.add_argument("--days", type=float, default=1, help="time span of the backlog (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1)

@@ -30,6 +30,7 @@ from analytics.store.connect import create_pool
 from analytics.store.events import EventStore
 from analytics.store.migrations import migrate
 from analytics.writer.loop import Writer, new_writer_id
+from analytics.writer.slices import Slices
 from tests.helpers.databases import cloned_database, with_database
 from tests.helpers.servers import Client, api_app, serving
 
@@ -116,7 +117,7 @@ def writer_queue(redis: aioredis.Redis, keys: QueueKeys, settings: Settings) -> 
 @pytest.fixture
 async def writer(settings: Settings, database_url: str, writer_queue: WriterQueue) -> AsyncIterator[Writer]:
     """A writer running in the test's event loop against the test's database and keys."""
-    running = Writer(settings, EventStore(database_url), writer_queue, Metrics())
+    running = Writer(settings, Slices([EventStore(database_url)]), writer_queue, Metrics())
     task = asyncio.create_task(running.run())
     yield running
     running.stop()

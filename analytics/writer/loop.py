@@ -20,8 +20,8 @@ from analytics.events.record import Event, now_ms
 from analytics.observability.logs import StateLog
 from analytics.observability.metrics import Metrics
 from analytics.queue.consumer import WriterQueue
-from analytics.store.events import EventStore
-from analytics.writer.batch import Failure, decode_batch, write_bisecting
+from analytics.writer.batch import Failure, decode_batch
+from analytics.writer.slices import Slices
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,10 @@ def backoff_delay(attempt: int) -> float:
 
 
 class Writer:
-    def __init__(self, settings: Settings, store: EventStore, queue: WriterQueue, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, slices: Slices, queue: WriterQueue, metrics: Metrics) -> None:
         self._settings = settings
-        self._store = store
+        self._slices = slices
+        slices.attach()
         self._queue = queue
         self._metrics = metrics
         self._stop = asyncio.Event()
@@ -129,7 +130,7 @@ class Writer:
         started = time.perf_counter()
         while True:
             try:
-                inserted, refused = await write_bisecting(self._store, decoded.raw, decoded.events)
+                inserted, refused = await self._slices.write(decoded.raw, decoded.events)
                 self._database.recovered()
                 self._operator_alerted = False
                 break
@@ -176,7 +177,7 @@ class Writer:
         self._metrics.events_dead_lettered.inc(len(failures))
 
     async def _close(self) -> None:
-        await self._store.close()
+        await self._slices.release()
         with contextlib.suppress(QueueUnavailable):
             # Anything still in processing (a stop mid-claim) goes back before this writer stops being recoverable.
             await self._queue.give_back()

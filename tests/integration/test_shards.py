@@ -24,6 +24,7 @@ from analytics.queue.pusher import Pusher
 from analytics.queue.shards import known_shards
 from analytics.store.events import EventStore
 from analytics.writer.loop import Writer, new_writer_id
+from analytics.writer.slices import Slices
 from tests.helpers.waiting import eventually
 
 T0 = 1_762_975_801_000_000  # 2025-11-12T19:30:01Z in microseconds
@@ -49,7 +50,7 @@ async def writers(
     queues = [
         WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s, settings.queue_shards) for _ in range(lanes)
     ]
-    running = [Writer(settings, EventStore(database_url), queue, Metrics()) for queue in queues]
+    running = [Writer(settings, Slices([EventStore(database_url)]), queue, Metrics()) for queue in queues]
     tasks = [asyncio.create_task(writer.run()) for writer in running]
     try:
         yield queues

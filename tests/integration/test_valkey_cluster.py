@@ -31,6 +31,7 @@ from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK, SHARD_REST_S, Pusher
 from analytics.store.events import EventStore
 from analytics.writer.loop import Writer, new_writer_id
+from analytics.writer.slices import Slices
 from tests.helpers.cluster import ValkeyCluster
 from tests.helpers.waiting import eventually
 
@@ -156,7 +157,7 @@ async def test_pushes_spread_over_sixteen_shards_on_every_master_and_writer_lane
 
     settings = Settings(batch_size=500, flush_interval_ms=10, heartbeat_ttl_s=2, queue_shards=SHARDS)
     queues = [WriterQueue(client, cluster_keys, new_writer_id(), 2, SHARDS) for _ in range(3)]
-    lanes = [Writer(settings, EventStore(database_url), queue, Metrics()) for queue in queues]
+    lanes = [Writer(settings, Slices([EventStore(database_url)]), queue, Metrics()) for queue in queues]
     tasks = [asyncio.create_task(lane.run()) for lane in lanes]
     try:
         db = await asyncpg.connect(database_url)

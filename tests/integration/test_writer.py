@@ -17,6 +17,7 @@ from analytics.queue.keys import QueueKeys
 from analytics.queue.pusher import PUSH_CHUNK, Pusher
 from analytics.store.events import EventStore
 from analytics.writer.loop import Writer, new_writer_id
+from analytics.writer.slices import Slices
 from tests.helpers.waiting import eventually
 
 T0 = 1_762_975_801_000_000  # 2025-11-12T19:30:01Z in microseconds
@@ -86,7 +87,9 @@ async def test_full_batch_is_written_without_waiting_for_the_interval(
     database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
     settings = Settings(batch_size=50, flush_interval_ms=60_000, heartbeat_ttl_s=2)
-    writer = Writer(settings, EventStore(database_url), WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
+    writer = Writer(
+        settings, Slices([EventStore(database_url)]), WriterQueue(redis, keys, new_writer_id(), 2), Metrics()
+    )
     task = asyncio.create_task(writer.run())
     try:
         await redis.rpush(keys.queue, *[record(n) for n in range(50)])
@@ -100,7 +103,9 @@ async def test_partial_batch_is_written_after_the_interval(
     database_url: str, redis: aioredis.Redis, keys: QueueKeys, db: asyncpg.Connection
 ) -> None:
     settings = Settings(batch_size=10_000, flush_interval_ms=200, heartbeat_ttl_s=2)
-    writer = Writer(settings, EventStore(database_url), WriterQueue(redis, keys, new_writer_id(), 2), Metrics())
+    writer = Writer(
+        settings, Slices([EventStore(database_url)]), WriterQueue(redis, keys, new_writer_id(), 2), Metrics()
+    )
     task = asyncio.create_task(writer.run())
     try:
         await redis.rpush(keys.queue, *[record(n) for n in range(3)])
@@ -177,7 +182,7 @@ async def test_writer_stops_promptly_and_leaves_nothing_in_processing(
     settings: Settings, database_url: str, redis: aioredis.Redis, keys: QueueKeys
 ) -> None:
     queue = WriterQueue(redis, keys, new_writer_id(), settings.heartbeat_ttl_s)
-    writer = Writer(settings, EventStore(database_url), queue, Metrics())
+    writer = Writer(settings, Slices([EventStore(database_url)]), queue, Metrics())
     task = asyncio.create_task(writer.run())
     await asyncio.sleep(0.2)
     writer.stop()
@@ -194,7 +199,7 @@ async def test_records_left_in_its_processing_list_by_a_failed_claim_are_written
     stranded = record(1, path="/stranded")
     await redis.rpush(keys.processing("resumed"), stranded)
     await redis.rpush(keys.queue, record(2, path="/next"))
-    writer = Writer(settings, EventStore(database_url), queue, Metrics())
+    writer = Writer(settings, Slices([EventStore(database_url)]), queue, Metrics())
     task = asyncio.create_task(writer.run())
     try:
         await until_stored(db, 2)

@@ -7,7 +7,7 @@
 -- statement (the INSERT into event_keys and events, which locks both as it starts) and keeps it to its commit; SHARE ROW EXCLUSIVE conflicts with it (and with itself, so
 -- erasures run one at a time) but not with the reads of stats and reports. So the erasure waits for the batches in
 -- flight to commit, and the next ones wait for the erasure: it deletes what they committed, and what they insert
--- after it is counted by them from the erased state. Row locks and the writer's per-visitor advisory locks alone
+-- after it is counted by them from the erased state. Row locks and the writer's per-site advisory locks alone
 -- could not give that: the writer's `INSERT INTO daily_users ... ON CONFLICT DO NOTHING` decides that a user is
 -- already counted for a day without locking that row, so an erasure deleting the row in between would leave the
 -- batch's new page view of that user uncounted. Writers wait at most as long as the erasure runs; an erasure waits at

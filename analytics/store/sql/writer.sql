@@ -155,16 +155,17 @@ SET views = rollup.views + excluded.views, users = rollup.users + excluded.users
 -- one, or join two, and a removed one can shorten, split or end one; so every visit of the changed events' visitors
 -- within 30 minutes of one of them is deleted, and that stretch of the visitor's stored events is split into visits
 -- again: the result is what sessionizing all stored events would give, in any arrival order, and a re-delivered
--- batch (nothing inserted) touches nothing. Writers serialize per visitor on an advisory lock taken
--- before the rebuild reads (each statement reads what committed before it began); the locks are 1,024 hash
--- buckets, taken in order, so a batch of many visitors holds a bounded number of locks and writers cannot deadlock.
+-- batch (nothing inserted) touches nothing. Writers serialize per site on an advisory lock taken before the rebuild
+-- reads (each statement reads what committed before it began); the locks are 1,024 buckets of sites, taken in
+-- order, so a batch of many sites holds a bounded number of locks and writers cannot deadlock. A site's bucket is
+-- the low bits of its MD5's first four bytes, which the writer's slices (writer/slices.py: site_bucket) compute
+-- too: two slices of one writer process never share a bucket, so they never wait for each other here.
 -- The visitors' visits and events are read by lateral subqueries that OFFSET 0 keeps apart from the join: one index
 -- range per visitor, whatever the (often stale, for a growing table) statistics would make of a join with the table.
 SELECT count(pg_advisory_xact_lock(7020, bucket))
 FROM (
-    SELECT DISTINCT hashtext(site_id || '/' || visitor) & 1023 AS bucket
-    FROM inserted_events
-    WHERE visitor IS NOT NULL
+    SELECT DISTINCT ('x' || left(md5(site_id), 8))::bit(32)::integer & 1023 AS bucket
+    FROM (SELECT DISTINCT site_id FROM inserted_events WHERE visitor IS NOT NULL) sites
     ORDER BY bucket
 ) buckets;
 

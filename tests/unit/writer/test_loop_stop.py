@@ -54,7 +54,10 @@ class IdleQueue:
 
 
 class NoStore:
-    async def close(self) -> None:
+    def attach(self) -> None:
+        return None
+
+    async def release(self) -> None:
         return None
 
 
