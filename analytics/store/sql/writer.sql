@@ -39,12 +39,38 @@ CREATE TEMP TABLE IF NOT EXISTS inserted_events (
     visitor text COLLATE "C",
     "timestamp" timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS;
--- Per visitor of the batch, the span whose visits are rebuilt: the new events and the visits they may touch.
+-- The inserted events of visitors with what a visit takes from them, kept by the merge alone (not by an erasure): a
+-- visitor with no stored visit near its new events has no other stored event there, so its visits are made from these
+-- rows without reading `events` (rebuild_visits).
+CREATE TEMP TABLE IF NOT EXISTS new_visit_events (
+    site_id text COLLATE "C" NOT NULL,
+    visitor text COLLATE "C" NOT NULL,
+    "timestamp" timestamptz NOT NULL,
+    event_key uuid NOT NULL,
+    event_type text COLLATE "C" NOT NULL,
+    path text COLLATE "C",
+    referrer text COLLATE "C",
+    source text COLLATE "C",
+    utm_source text COLLATE "C",
+    utm_medium text COLLATE "C",
+    utm_campaign text COLLATE "C",
+    utm_term text COLLATE "C",
+    utm_content text COLLATE "C",
+    country text COLLATE "C",
+    device text COLLATE "C",
+    browser text COLLATE "C",
+    browser_version text COLLATE "C",
+    os text COLLATE "C",
+    os_version text COLLATE "C"
+) ON COMMIT DELETE ROWS;
+-- Per visitor of the batch, the span whose visits are rebuilt: the new events and the visits they may touch, and
+-- whether any stored visit was among those (else the span holds only the new events).
 CREATE TEMP TABLE IF NOT EXISTS visit_spans (
     site_id text COLLATE "C" NOT NULL,
     visitor text COLLATE "C" NOT NULL,
     first_at timestamptz NOT NULL,
-    last_at timestamptz NOT NULL
+    last_at timestamptz NOT NULL,
+    had_visits boolean NOT NULL
 ) ON COMMIT DELETE ROWS;
 -- The visits a rebuild removed (negative) and made (positive), for the report cells (count_cells).
 CREATE TEMP TABLE IF NOT EXISTS visit_changes (
@@ -88,7 +114,15 @@ inserted AS (
            utm_content, browser, browser_version, os, os_version, device, country, props
     FROM staging_events JOIN new_keys USING (site_id, event_key)
     ORDER BY site_id, event_key
-    RETURNING site_id, event_type, path, user_id, visitor, "timestamp"
+    RETURNING event_key, site_id, event_type, path, user_id, visitor, "timestamp", referrer, source, utm_source,
+              utm_medium, utm_campaign, utm_term, utm_content, browser, browser_version, os, os_version, device, country
+),
+for_visits AS (
+    INSERT INTO new_visit_events
+    SELECT site_id, visitor, "timestamp", event_key, event_type, path, referrer, source, utm_source, utm_medium,
+           utm_campaign, utm_term, utm_content, country, device, browser, browser_version, os, os_version
+    FROM inserted
+    WHERE visitor IS NOT NULL
 )
 INSERT INTO inserted_events (site_id, event_type, day, path, user_id, visitor, "timestamp")
 SELECT site_id, event_type, ("timestamp" AT TIME ZONE 'UTC')::date, path, user_id, visitor, "timestamp"
@@ -196,12 +230,12 @@ uncounted AS (
            -(extract(epoch FROM ended_at - started_at) * 1000000)::bigint, -pageviews
     FROM stale
 )
-INSERT INTO visit_spans (site_id, visitor, first_at, last_at)
-SELECT site_id, visitor, min(first_at), max(last_at)
+INSERT INTO visit_spans (site_id, visitor, first_at, last_at, had_visits)
+SELECT site_id, visitor, min(first_at), max(last_at), bool_or(had_visits)
 FROM (
-    SELECT site_id, visitor, first_at, last_at FROM touched
+    SELECT site_id, visitor, first_at, last_at, false AS had_visits FROM touched
     UNION ALL
-    SELECT site_id, visitor, started_at, ended_at FROM stale
+    SELECT site_id, visitor, started_at, ended_at, true FROM stale
 ) spans
 GROUP BY site_id, visitor;
 
@@ -227,12 +261,26 @@ FROM (
                    e."timestamp" - lag(e."timestamp") OVER (PARTITION BY e.site_id, e.visitor
                                                             ORDER BY e."timestamp", e.event_key)
                        > interval '30 minutes' IS NOT FALSE AS starts_visit
-            FROM visit_spans span
-            CROSS JOIN LATERAL (
-                SELECT * FROM events
-                WHERE events.site_id = span.site_id AND events.visitor = span.visitor
-                  AND events."timestamp" BETWEEN span.first_at AND span.last_at
-                OFFSET 0
+            FROM (
+                -- A span with stored visits: its stored events, the new ones among them.
+                SELECT stored.*
+                FROM visit_spans span
+                CROSS JOIN LATERAL (
+                    SELECT site_id, visitor, "timestamp", event_key, event_type, path, referrer, source, utm_source,
+                           utm_medium, utm_campaign, utm_term, utm_content, country, device, browser,
+                           browser_version, os, os_version
+                    FROM events
+                    WHERE events.site_id = span.site_id AND events.visitor = span.visitor
+                      AND events."timestamp" BETWEEN span.first_at AND span.last_at
+                    OFFSET 0
+                ) stored
+                WHERE span.had_visits
+                UNION ALL
+                -- A span without: the new events alone (none after an erasure, which makes no visit).
+                SELECT fresh.*
+                FROM new_visit_events fresh
+                JOIN visit_spans span USING (site_id, visitor)
+                WHERE NOT span.had_visits
             ) e
         ) marked
     ) numbered
