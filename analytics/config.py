@@ -277,7 +277,7 @@ ENVIRONMENT: Final[tuple[_Var, ...]] = (
         "ANALYTICS_WRITER_CONCURRENCY",
         "writer_concurrency",
         _integer(1, 64),
-        "batches one writer process commits in parallel, each with its own connection and processing list",
+        "writer lanes of one process: batches claimed in parallel, each split by site over as many connections",
     ),
     _Var(
         "ANALYTICS_FLUSH_INTERVAL_MS",
