@@ -112,6 +112,8 @@ def _condition(rule: Filter, statement: Statement) -> str:
     if rule.operator == "~":
         return _fragment("contains").format(expression=expression, values=statement.parameter(rule.values[0]))
     values = statement.parameter(list(rule.values))
+    if rule.operator == "==" and NONE_VALUE not in rule.values:
+        return _fragment("is_present_one_of").format(expression=expression, values=values)
     none = statement.parameter(NONE_VALUE in rule.values)
     return _fragment(_OPERATORS[rule.operator]).format(expression=expression, values=values, none=none)
 

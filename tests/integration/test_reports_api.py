@@ -1,8 +1,10 @@
 """The v2 reporting endpoints over real HTTP: bad input in the contract's shape, tokens and CORS, empty sites,
-live visitors, `period=all`, and request text that only ever reaches PostgreSQL as a parameter."""
+live visitors, `period=all`, request text that only ever reaches PostgreSQL as a parameter, and visit filters that
+join only the matching visits."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,9 +12,15 @@ import asyncpg
 import httpx
 import pytest
 
+from analytics.events.contract import epoch_microseconds
+from analytics.events.record import Event
+from analytics.stats.params import parse_report_query
+from analytics.stats.reports import Statement, event_metrics_sql, report_span
 from tests.helpers.factories import CHROME, IPHONE
 from tests.helpers.servers import Client
 from tests.helpers.waiting import eventually
+from tests.integration.test_kept_values import walk
+from tests.integration.test_report_distincts import store
 
 KINDS = ("aggregate", "timeseries", "breakdown", "realtime")
 ORIGIN = "https://dashboard.example"
@@ -214,3 +222,37 @@ async def test_reports_are_planned_for_their_own_site_without_jit(pool: asyncpg.
     (analytics/store/connect.py)."""
     assert await pool.fetchval("SHOW jit") == "off"
     assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+
+
+async def test_a_visit_filter_without_none_joins_only_the_matching_visits(db: asyncpg.Connection) -> None:
+    """Pages for country==DE: the visits are filtered before the events are joined with them, so the join reads the
+    German visits, not every visit of the range; with (none) among the values a missing visit may match, and all are
+    joined."""
+    start = datetime(2026, 5, 4, tzinfo=UTC)
+    events = [
+        Event(
+            "filtered",
+            "page_view",
+            f"/p{n % 7}",
+            None,
+            epoch_microseconds(start + timedelta(hours=n)),
+            0,
+            visitor=f"v{n}",
+            country="DE" if n % 4 == 0 else "US",
+        )
+        for n in range(40)
+    ]
+    await store(db, events)
+    await db.execute("ANALYZE visits")
+
+    async def filter_at_visits(filters: str) -> bool:
+        params = {"site_id": "filtered", "period": "day", "date": "2026-05-05", "property": "path", "filters": filters}
+        query = parse_report_query("breakdown", params)
+        span = await report_span(db, query)
+        statement = Statement(query.site_id, span, [span.start])
+        explained = await db.fetchval("EXPLAIN (FORMAT JSON) " + event_metrics_sql(query, statement), *statement.args)
+        (scan,) = [node for node in walk(json.loads(explained)[0]["Plan"]) if node.get("Relation Name") == "visits"]
+        return "country" in scan.get("Filter", "") + scan.get("Index Cond", "") + scan.get("Recheck Cond", "")
+
+    assert await filter_at_visits("country==DE")
+    assert not await filter_at_visits("country==DE|(none)")

@@ -51,6 +51,12 @@ CROSS JOIN LATERAL (
 -- The expression is one of the values; a missing value matches when the values include (none).
 coalesce({expression} = ANY(${values}::text[]), ${none}::boolean)
 
+-- name: is_present_one_of
+-- `is_one_of` without (none): strict, so a missing visit never matches, which lets PostgreSQL turn the events' outer
+-- join with their visits into an inner one and filter the visits before joining (a filter on country==DE joins the
+-- German visits, not all of them).
+{expression} = ANY(${values}::text[])
+
 -- name: is_none_of
 NOT coalesce({expression} = ANY(${values}::text[]), ${none}::boolean)
 
