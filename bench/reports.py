@@ -261,12 +261,15 @@ async def keep_days(database_url: str) -> str:
         started = time.monotonic()
         kept = await keep_past_days(pool, END.date(), DAYS + 1)
         elapsed = time.monotonic() - started
-        await pool.execute("VACUUM ANALYZE report_values, report_value_days, report_distincts")
+        await pool.execute(
+            "VACUUM ANALYZE report_values, report_value_days, report_value_weeks, report_value_weeks_kept, "
+            "report_distincts"
+        )
     finally:
         await pool.close()
     return (
         f"distinct keeper over the {DAYS + 1} days before {END:%Y-%m-%d}: distinct sets of {kept.distincts:,} "
-        f"site-days and values of {kept.values:,} kept in {elapsed:.1f} s"
+        f"site-days, values of {kept.values:,} and week sums of {kept.weeks:,} site-weeks kept in {elapsed:.1f} s"
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -25,7 +26,7 @@ import asyncpg
 from analytics.errors import DatabaseError
 from analytics.observability.logs import describe_error
 from analytics.stats.cells import keep_day
-from analytics.stats.values import keep_day_values
+from analytics.stats.values import keep_day_values, keep_week_values
 from analytics.store import queries
 from analytics.store.failures import translated
 
@@ -59,7 +60,10 @@ class DistinctKeeper:
             else:
                 if kept:
                     logger.info(
-                        "distinct keeper: kept distinct sets of %s site-days, values of %s", kept.distincts, kept.values
+                        "distinct keeper: kept distinct sets of %s site-days, values of %s, week sums of %s site-weeks",
+                        kept.distincts,
+                        kept.values,
+                        kept.weeks,
                     )
                 days = RECHECK_DAYS
             with contextlib.suppress(TimeoutError):
@@ -68,18 +72,20 @@ class DistinctKeeper:
 
 @dataclass(frozen=True, slots=True)
 class KeptDays:
-    """Site-days a pass kept: distinct sets, and values (analytics/stats/values.py)."""
+    """Site-days a pass kept: distinct sets, and values (analytics/stats/values.py); and site-weeks of value sums."""
 
     distincts: int = 0
     values: int = 0
+    weeks: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.distincts or self.values)
+        return bool(self.distincts or self.values or self.weeks)
 
 
 async def keep_past_days(pool: asyncpg.Pool, today: date, days: int, stop: asyncio.Event | None = None) -> KeptDays:
-    """Keep the distinct sets and values of the `days` UTC days before `today` that need it, oldest first; what was
-    kept. Stops early when `stop` is set or another keeper is at work."""
+    """Keep the distinct sets and values of the `days` UTC days before `today` that need it, oldest first, then the
+    week sums of the weeks among them whose seven days are kept; what was kept. Stops early when `stop` is set or
+    another keeper is at work."""
     kept = {"keep_distincts": 0, "keep_values": 0}
     for back in range(days, 0, -1):
         if stop is not None and stop.is_set():
@@ -96,4 +102,27 @@ async def keep_past_days(pool: asyncpg.Pool, today: date, days: int, stop: async
                         if done is None:
                             return KeptDays(kept["keep_distincts"], kept["keep_values"])
                         kept[column] += done
-    return KeptDays(kept["keep_distincts"], kept["keep_values"])
+    weeks = await _keep_weeks(pool, today, days, stop)
+    return KeptDays(kept["keep_distincts"], kept["keep_values"], weeks)
+
+
+async def _keep_weeks(pool: asyncpg.Pool, today: date, days: int, stop: asyncio.Event | None) -> int:
+    """The week sums of every ISO week wholly within the `days` days before `today` that needs them
+    (a recheck of the last days reaches back to its week's Monday, since keeping a day again forgot its week)."""
+    first = today - timedelta(days=days)
+    monday = datetime.combine(first - timedelta(days=first.weekday()), time(), UTC)
+    end = datetime.combine(today - timedelta(days=today.weekday()), time(), UTC)
+    kept = 0
+    with translated():
+        async with pool.acquire() as connection:
+            rows = await connection.fetch(queries.KEEPER["week_sites_to_keep"], monday, end)
+            for week, group in itertools.groupby(rows, key=lambda row: row["week"]):
+                sites = [row["site_id"] for row in group]
+                for offset in range(0, len(sites), SITES_PER_TRANSACTION):
+                    if stop is not None and stop.is_set():
+                        return kept
+                    done = await keep_week_values(connection, week, sites[offset : offset + SITES_PER_TRANSACTION])
+                    if done is None:
+                        return kept
+                    kept += done
+    return kept

@@ -104,6 +104,13 @@ def array_elements(packed: bytes | None) -> Hashes:
     return np.frombuffer(packed, dtype=_ELEMENTS)["hash"].astype(np.int64)
 
 
+def packed_elements(packed: bytes | None) -> Hashes:
+    """Hashes packed 8 bytes each, big-endian, as kept values keep them (migrations/0018.report_value_hashes.sql)."""
+    if not packed:
+        return EMPTY.sorted_hashes()
+    return np.frombuffer(packed, dtype=">i8").astype(np.int64)
+
+
 def registers_of(hashes: Hashes) -> Registers:
     """The HyperLogLog registers of hashes: the top PRECISION bits pick a register, which keeps the highest position
     of the first one bit in the rest (the rest is below 2^53, so its float64 exponent is exact)."""

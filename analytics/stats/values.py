@@ -82,9 +82,21 @@ async def kept_breakdown(
     first = query.metrics[0]
     if not raw and len(kept) == 1 and first in ("pageviews", "visitors"):
         return await _one_day(connection, query, kept[0], first, rows[0]["value_count"])
-    ranked = _Ranking(connection, query, kept)
+    weeks = whole_weeks(kept, {_week_of(row["day"]) for row in rows if row["week_kept"]})
+    ranked = _Ranking(connection, query, kept, weeks)
     await ranked.load(raw)
     return await ranked.page()
+
+
+def whole_weeks(kept: Sequence[datetime], marked: set[datetime]) -> list[datetime]:
+    """The marked weeks (their Mondays) all seven of whose days are among the kept days: their sums stand for those
+    days' (migrations/0017.report_value_weeks.sql)."""
+    days = set(kept)
+    return sorted(week for week in marked if all(week + n * ONE_DAY in days for n in range(7)))
+
+
+def _week_of(day: datetime) -> datetime:
+    return day - day.weekday() * ONE_DAY
 
 
 async def _one_day(
@@ -106,19 +118,22 @@ async def _one_day(
 class _Ranking:
     """A multi-day breakdown: every value's sums, and the exact distinct counts of those the page needs."""
 
-    def __init__(self, connection: Connection, query: ReportQuery, kept: list[datetime]) -> None:
+    def __init__(self, connection: Connection, query: ReportQuery, kept: list[datetime], weeks: list[datetime]) -> None:
         assert query.property is not None
         self._connection = connection
         self._query = query
         self._dimension = query.property
         self._kept = kept
+        self._weeks = weeks
         self._values: dict[Value, _Value] = {}
         self._visitors: dict[Value, int] = {}
         self._users: dict[Value, int] = {}
 
     async def load(self, raw: Sequence[Range]) -> None:
-        """The kept days' sums, then the raw parts' sums and hashes."""
-        args = (self._query.site_id, self._dimension, self._kept)
+        """The kept days' sums, a kept week's from its row, then the raw parts' sums and hashes."""
+        in_weeks = {week + n * ONE_DAY for week in self._weeks for n in range(7)}
+        days = [day for day in self._kept if day not in in_weeks]
+        args = (self._query.site_id, self._dimension, days, self._weeks)
         for row in await self._connection.fetch(queries.REPORTS["kept_value_sums"], *args):
             value = self._values[row["value"]] = _Value(row["pageviews"], row["events"])
             value.visitors_at_most, value.visitors_at_least = row["visitors_at_most"], row["visitors_at_least"]
@@ -203,10 +218,9 @@ class _Ranking:
             return
         texts = [value for value in unknown if value is not None]
         kept: dict[Value, sketch.Hashes] = {}
-        args = (self._query.site_id, self._dimension, self._kept, texts, None in unknown)
-        column = "visitor_hashes" if metric == "visitors" else "user_hashes"
+        args = (self._query.site_id, self._dimension, self._kept, texts, None in unknown, metric == "visitors")
         for row in await self._connection.fetch(queries.REPORTS["kept_value_hashes"], *args):
-            kept[row["value"]] = sketch.array_elements(row[column])
+            kept[row["value"]] = sketch.packed_elements(row["hashes"])
         for value in unknown:
             sums = self._values[value]
             raw = sums.raw_visitors if metric == "visitors" else sums.raw_users
@@ -254,4 +268,17 @@ async def keep_day_values(connection: Connection, day: Range, sites: Sequence[st
         if allowed:
             await connection.execute(queries.KEEPER["forget_day_values"], allowed, day[0])
             await connection.execute(queries.KEEPER["keep_day_values"], allowed, *day)
+    return len(allowed)
+
+
+async def keep_week_values(connection: Connection, week: datetime, sites: Sequence[str]) -> int | None:
+    """Sum and keep the values of the ISO week starting on `week` for `sites`, whose seven days are kept, in one
+    transaction; how many sites, or None when another keeper is at work. A site an erasure is under way for is left
+    to the next pass."""
+    async with connection.transaction():
+        if not await connection.fetchval(queries.KEEPER["one_distinct_keeper"]):
+            return None
+        allowed = [row["site"] for row in await connection.fetch(queries.KEEPER["sites_may_keep_distincts"], sites)]
+        if allowed:
+            await connection.execute(queries.KEEPER["keep_week_values"], allowed, week)
     return len(allowed)

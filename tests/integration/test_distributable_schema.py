@@ -43,6 +43,8 @@ DISTRIBUTED: Final = (
     "report_distincts",
     "report_values",
     "report_value_days",
+    "report_value_weeks",
+    "report_value_weeks_kept",
     "daily_totals",
     "daily_users",
     "daily_path_views",
@@ -64,6 +66,8 @@ EXCEPTIONS: Final = {
     "partitions.sql:drop_before": "retention drops whole months of every site, with their keys",
     "keeper.sql:day_sites_to_keep": "the distinct keeper, in the background, finds the sites with a past day to count "
     "by a skip scan of every site's report cells: a multi-shard read of the cells' key",
+    "keeper.sql:week_sites_to_keep": "the distinct keeper, in the background, finds the sites with a week of kept days "
+    "to sum: a multi-shard read of the days kept (a row per site-day, no hashes)",
 }
 # Files whose statements answer stats requests: each must name one site by a parameter, so it goes to one shard.
 STATS_FILES: Final = ("stats.sql", "reports.sql")
@@ -198,6 +202,8 @@ async def test_every_key_of_a_distributed_table_holds_site_id(db: asyncpg.Connec
         "report_distincts_pkey": ["site_id", "starts", "ends"],
         "report_value_days_pkey": ["site_id", "day"],
         "report_values_key": ["site_id", "day", "dimension", "value"],
+        "report_value_weeks_key": ["site_id", "week", "dimension", "value"],
+        "report_value_weeks_kept_pkey": ["site_id", "week"],
         "site_path_views_pkey": ["site_id", "path_md5"],
         "site_totals_pkey": ["site_id"],
         "site_visit_bounds_pkey": ["site_id"],

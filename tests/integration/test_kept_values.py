@@ -20,8 +20,10 @@ import httpx
 from analytics.events.contract import epoch_microseconds
 from analytics.events.record import Event
 from analytics.stats.keeper import keep_past_days
+from analytics.stats.sketch import packed_elements
 from analytics.store import queries
 from analytics.store.erasure import erase_user
+from tests.helpers.databases import migrated_before
 from tests.helpers.servers import Client
 from tests.integration.test_report_distincts import EVERY_EVENT, store
 
@@ -176,7 +178,7 @@ async def test_kept_values_equal_a_count_over_the_events_sent(db: asyncpg.Connec
         for row in rows
     }
     assert found == brute_day_values(events)
-    assert all(len(row["visitors"]) == row["visitor_count"] for row in rows)
+    assert all(len(row["visitors"]) == 8 * row["visitor_count"] for row in rows)
     dimensions = await db.fetchval("SELECT count(DISTINCT dimension) FROM report_values")
     assert dimensions == 17
 
@@ -233,7 +235,11 @@ async def test_an_erasure_forgets_the_kept_values(
     assert await db.fetchval("SELECT count(*) FROM report_value_days") == 0
     remaining = [sent for sent in events if sent.user_id != "u1"]
     await keep_past_days(pool, TODAY, 5)
-    assert await db.fetchval("SELECT count(*) FROM report_values WHERE hashtextextended('u1', 0) = ANY(users)") == 0
+    erased_user_kept = await db.fetchval(
+        "SELECT count(*) FROM report_values, generate_series(0, length(users) / 8 - 1) i "
+        "WHERE substring(users FROM 8 * i + 1 FOR 8) = int8send(hashtextextended('u1', 0))"
+    )
+    assert erased_user_kept == 0
     async with client_with() as client:
         await assert_breakdowns_as_sent(client, remaining, "alpha")
 
@@ -283,10 +289,10 @@ async def test_the_sums_of_kept_days_read_only_those_days_entries(db: asyncpg.Co
     async with db.transaction():
         await db.execute("SET LOCAL enable_seqscan = off")  # a test's few rows read faster whole; a site's do not
         explained = await db.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + queries.REPORTS["kept_value_sums"], "many", "path", days
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + queries.REPORTS["kept_value_sums"], "many", "path", days, []
         )
     plan = json.loads(explained)
-    scans = [node for node in walk(plan[0]["Plan"]) if "Index Name" in node or "Relation Name" in node]
+    scans = [node for node in walk(plan[0]["Plan"]) if node.get("Relation Name") == "report_values"]
     assert [(node["Node Type"], node.get("Index Name")) for node in scans] == [
         ("Index Only Scan", "report_values_top_pageviews")
     ]
@@ -298,3 +304,24 @@ def walk(node: dict[str, Any]) -> Iterable[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
         yield from walk(child)
+
+
+async def test_the_migration_packs_the_kept_hashes_it_finds(postgres_url: str) -> None:
+    """Values kept as bigint[] before migrations/0018.report_value_hashes.sql are carried over, packed."""
+    async with migrated_before(postgres_url, "0018", "packed") as database:
+        connection = await asyncpg.connect(database.url)
+        try:
+            await connection.execute(
+                "INSERT INTO report_values (site_id, day, dimension, value, pageviews, events, visitor_count, "
+                "user_count, visitors, users) VALUES "
+                "('s', '2026-10-20', 'path', '/', 3, 4, 3, 0, '{-9223372036854775808,-5,7}', '{}'), "
+                "('s', '2026-10-20', 'path', NULL, 1, 1, 1, 1, '{9223372036854775807}', '{42}')"
+            )
+            database.apply_the_rest()
+            rows = await connection.fetch("SELECT value, visitors, users FROM report_values ORDER BY value NULLS LAST")
+            assert [
+                (row["value"], sorted(packed_elements(row["visitors"])), list(packed_elements(row["users"])))
+                for row in rows
+            ] == [("/", [-(2**63), -5, 7], []), (None, [2**63 - 1], [42])]
+        finally:
+            await connection.close()

@@ -166,7 +166,9 @@ SELECT pg_advisory_xact_lock(7030, hashtext($1))
 -- name: forget_distincts
 -- The kept values (migrations/0015.report_values.sql) hold hashes too, and counts of the erased events.
 WITH forgotten_values AS (DELETE FROM report_values WHERE site_id = $1),
-forgotten_value_days AS (DELETE FROM report_value_days WHERE site_id = $1)
+forgotten_value_days AS (DELETE FROM report_value_days WHERE site_id = $1),
+forgotten_value_weeks AS (DELETE FROM report_value_weeks WHERE site_id = $1),
+forgotten_value_week_marks AS (DELETE FROM report_value_weeks_kept WHERE site_id = $1)
 DELETE FROM report_distincts WHERE site_id = $1
 
 -- name: erase_site

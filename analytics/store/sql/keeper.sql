@@ -53,7 +53,16 @@ JOIN report_cells c ON c.site_id = s.site_id AND c.cell >= $2 AND c.cell < $3
 GROUP BY s.site_id
 
 -- name: forget_day_values
--- $1 sites, $2 a UTC day: the values kept of it, before `keep_day_values` counts them again.
+-- $1 sites, $2 a UTC day: the values kept of it, before `keep_day_values` counts them again, and the sums of its week
+-- (migrations/0017.report_value_weeks.sql), which `keep_week_values` makes again from the new ones.
+WITH forgotten_weeks AS (
+    DELETE FROM report_value_weeks w USING unnest($1::text[]) AS s(site_id)
+    WHERE w.site_id = s.site_id AND w.week = date_trunc('week', $2::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+),
+forgotten_week_marks AS (
+    DELETE FROM report_value_weeks_kept w USING unnest($1::text[]) AS s(site_id)
+    WHERE w.site_id = s.site_id AND w.week = date_trunc('week', $2::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+)
 DELETE FROM report_values v USING unnest($1::text[]) AS s(site_id) WHERE v.site_id = s.site_id AND v.day = $2
 
 -- name: keep_day_values
@@ -94,7 +103,8 @@ counted AS (
 kept AS (
     INSERT INTO report_values (site_id, day, dimension, value, pageviews, events, visitor_count, user_count,
                                visitors, users)
-    SELECT site_id, $2, dimension, value, pageviews, events, cardinality(visitors), cardinality(users), visitors, users
+    SELECT site_id, $2, dimension, value, pageviews, events, cardinality(visitors), cardinality(users),
+           packed_hashes(visitors), packed_hashes(users)
     FROM counted
 )
 INSERT INTO report_value_days AS k (site_id, day, window_starts, window_ends, window_events, value_counts)
@@ -112,3 +122,49 @@ CROSS JOIN LATERAL (
 ON CONFLICT (site_id, day) DO UPDATE
 SET window_starts = excluded.window_starts, window_ends = excluded.window_ends,
     window_events = excluded.window_events, value_counts = excluded.value_counts
+
+-- name: week_sites_to_keep
+-- $1 a Monday, $2 a later one (UTC midnights): the sites and ISO weeks between them whose seven days' values are kept
+-- and whose week sums are not (migrations/0017.report_value_weeks.sql), oldest week first.
+SELECT k.site_id, k.week
+FROM (
+    SELECT site_id, date_trunc('week', day AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS week
+    FROM report_value_days
+    WHERE day >= $1 AND day < $2
+) k
+GROUP BY 1, 2
+HAVING count(*) = 7
+   AND NOT EXISTS (SELECT FROM report_value_weeks_kept w WHERE w.site_id = k.site_id AND w.week = k.week)
+ORDER BY 2, 1
+
+-- name: keep_week_values
+-- $1 sites, $2 a Monday (UTC midnight): each site's values of that week summed from its seven kept days, distinct
+-- visitors and users as the union of the days' hashes, and the week marked kept, in one statement. Each day's row
+-- carries its sums once (`whole`) and its hashes one an element (8 bytes each: migrations/0018).
+WITH counted AS (
+    SELECT r.site_id, r.dimension, r.value,
+           coalesce(sum(r.pageviews) FILTER (WHERE part.whole), 0) AS pageviews,
+           coalesce(sum(r.events) FILTER (WHERE part.whole), 0) AS events,
+           count(DISTINCT part.visitor) AS visitor_count,
+           count(DISTINCT part.user_hash) AS user_count
+    FROM unnest($1::text[]) AS s(site_id)
+    JOIN report_values r
+        ON r.site_id = s.site_id AND r.day >= $2 AND r.day < $2::timestamptz + interval '168 hours'
+    CROSS JOIN LATERAL (
+        SELECT true AS whole, NULL::bytea AS visitor, NULL::bytea AS user_hash
+        UNION ALL
+        SELECT false, substring(r.visitors FROM 8 * i + 1 FOR 8), NULL
+        FROM generate_series(0, length(r.visitors) / 8 - 1) i
+        UNION ALL
+        SELECT false, NULL, substring(r.users FROM 8 * i + 1 FOR 8)
+        FROM generate_series(0, length(r.users) / 8 - 1) i
+    ) part
+    GROUP BY 1, 2, 3
+),
+kept AS (
+    INSERT INTO report_value_weeks (site_id, week, dimension, value, pageviews, events, visitor_count, user_count)
+    SELECT site_id, $2, dimension, value, pageviews, events, visitor_count, user_count FROM counted
+)
+INSERT INTO report_value_weeks_kept (site_id, week)
+SELECT site_id, $2 FROM unnest($1::text[]) AS s(site_id)
+ON CONFLICT DO NOTHING

@@ -166,28 +166,37 @@ SELECT count(*) FROM ({grouped}) grouped
 -- name: kept_value_days
 -- $1 site_id, $2 and $3 the first and last UTC midnights of whole days in a breakdown's range: the days whose kept
 -- values (migrations/0015.report_values.sql) still hold, i.e. whose window's cells sum to what they were counted from;
--- with the number of values of dimension $4 each has.
-SELECT k.day, coalesce((k.value_counts ->> $4::text)::bigint, 0) AS value_count
+-- with the number of values of dimension $4 each has, and whether its week's sums are kept (migrations/0017).
+SELECT k.day, coalesce((k.value_counts ->> $4::text)::bigint, 0) AS value_count, w.week IS NOT NULL AS week_kept
 FROM report_value_days k
+LEFT JOIN report_value_weeks_kept w
+    ON w.site_id = $1 AND w.week = date_trunc('week', k.day AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 WHERE k.site_id = $1 AND k.day >= $2 AND k.day < $3
   AND k.window_events = (SELECT coalesce(sum(c.events), 0) FROM report_cells c
                          WHERE c.site_id = $1 AND c.cell >= k.window_starts AND c.cell < k.window_ends)
 
 -- name: kept_value_sums
--- $1 site_id, $2 dimension, $3 kept days: each value's sums over them; a distinct count's sum over days bounds it
--- from above and its greatest day from below (analytics/stats/values.py ranks with both).
+-- $1 site_id, $2 dimension, $3 kept days, $4 kept weeks (none of whose days is among $3): each value's sums over them;
+-- a distinct count's sum over the parts bounds it from above and its greatest part from below
+-- (analytics/stats/values.py ranks with both).
 SELECT value, sum(pageviews)::bigint AS pageviews, sum(events)::bigint AS events,
        sum(visitor_count)::bigint AS visitors_at_most, max(visitor_count) AS visitors_at_least,
        sum(user_count)::bigint AS users_at_most, max(user_count) AS users_at_least
-FROM report_values
-WHERE site_id = $1 AND dimension = $2 AND day = ANY($3::timestamptz[])
+FROM (
+    SELECT value, pageviews, events, visitor_count, user_count
+    FROM report_values
+    WHERE site_id = $1 AND dimension = $2 AND day = ANY($3::timestamptz[])
+    UNION ALL
+    SELECT value, pageviews, events, visitor_count, user_count
+    FROM report_value_weeks
+    WHERE site_id = $1 AND dimension = $2 AND week = ANY($4::timestamptz[])
+) parts
 GROUP BY value
 
 -- name: kept_value_hashes
--- $1 site_id, $2 dimension, $3 kept days, $4 values, $5 whether the missing value too: their visitor and user hashes
--- over the days, as `cell_hashes` packs them.
-SELECT value, string_agg(substring(array_send(visitors) FROM 21), ''::bytea) AS visitor_hashes,
-       string_agg(substring(array_send(users) FROM 21), ''::bytea) AS user_hashes
+-- $1 site_id, $2 dimension, $3 kept days, $4 values, $5 whether the missing value too, $6 visitors (else users): their
+-- hashes over the days, 8 bytes each (migrations/0018.report_value_hashes.sql), read as stored.
+SELECT value, string_agg(CASE WHEN $6 THEN visitors ELSE users END, ''::bytea) AS hashes
 FROM report_values
 WHERE site_id = $1 AND dimension = $2 AND day = ANY($3::timestamptz[])
   AND (value = ANY($4::text[]) OR ($5 AND value IS NULL))

@@ -1,0 +1,2 @@
+DROP TABLE report_value_weeks_kept;
+DROP TABLE report_value_weeks;
