@@ -3,6 +3,8 @@ registers whose union is the union's registers and whose estimate is within 2 % 
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,10 @@ def test_garbage_is_not_decoded() -> None:
         DistinctSet.decode(1, True, b"R" + bytes(10))
     with pytest.raises(ValueError, match="not an encoded distinct set"):
         DistinctSet.decode(1, True, b"X")
+
+
+def test_packed_hashes_are_read_as_int8send_wrote_them() -> None:
+    hashes = [-(2**63), -1, 0, 7, 2**63 - 1]
+    packed = b"".join(struct.pack(">q", value) for value in hashes)
+    assert sketch.packed_elements(packed).tolist() == hashes
+    assert sketch.packed_elements(b"").tolist() == sketch.packed_elements(None).tolist() == []
