@@ -22,6 +22,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from analytics.stats import sketch
+from analytics.stats.keeping import keeping
 from analytics.stats.periods import DateRange, buckets
 from analytics.stats.sketch import DistinctSet
 from analytics.stats.tally import Tally
@@ -266,10 +267,9 @@ def _sums(row: asyncpg.Record) -> Tally:
 async def keep_day(connection: Connection, day: Range, sites: Sequence[str]) -> int | None:
     """Count and keep the distinct sets of `day` for `sites`, in one transaction; how many were kept, or None when
     another keeper is at work. A site an erasure is under way for is left to the next pass."""
-    async with connection.transaction():
-        if not await connection.fetchval(queries.KEEPER["one_distinct_keeper"]):
+    async with keeping(connection, sites) as allowed:
+        if allowed is None:
             return None
-        allowed = [row["site"] for row in await connection.fetch(queries.KEEPER["sites_may_keep_distincts"], sites)]
         rows = await connection.fetch(queries.KEEPER["day_hashes"], allowed, *day)
         for row in rows:
             counted = Counted(

@@ -22,6 +22,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from analytics.stats import sketch
+from analytics.stats.keeping import keeping
 from analytics.stats.params import EVENT_DIMENSIONS, VISIT_DIMENSIONS, ReportQuery
 from analytics.stats.periods import DateRange
 from analytics.stats.tally import Tally
@@ -261,24 +262,18 @@ def _uncovered(span: DateRange, kept: Sequence[datetime]) -> list[Range]:
 async def keep_day_values(connection: Connection, day: Range, sites: Sequence[str]) -> int | None:
     """Count and keep `day`'s values for `sites`, in one transaction; how many sites, or None when another keeper is
     at work. A site an erasure is under way for is left to the next pass."""
-    async with connection.transaction():
-        if not await connection.fetchval(queries.KEEPER["one_distinct_keeper"]):
-            return None
-        allowed = [row["site"] for row in await connection.fetch(queries.KEEPER["sites_may_keep_distincts"], sites)]
+    async with keeping(connection, sites) as allowed:
         if allowed:
             await connection.execute(queries.KEEPER["forget_day_values"], allowed, day[0])
             await connection.execute(queries.KEEPER["keep_day_values"], allowed, *day)
-    return len(allowed)
+    return None if allowed is None else len(allowed)
 
 
 async def keep_week_values(connection: Connection, week: datetime, sites: Sequence[str]) -> int | None:
     """Sum and keep the values of the ISO week starting on `week` for `sites`, whose seven days are kept, in one
     transaction; how many sites, or None when another keeper is at work. A site an erasure is under way for is left
     to the next pass."""
-    async with connection.transaction():
-        if not await connection.fetchval(queries.KEEPER["one_distinct_keeper"]):
-            return None
-        allowed = [row["site"] for row in await connection.fetch(queries.KEEPER["sites_may_keep_distincts"], sites)]
+    async with keeping(connection, sites) as allowed:
         if allowed:
             await connection.execute(queries.KEEPER["keep_week_values"], allowed, week)
-    return len(allowed)
+    return None if allowed is None else len(allowed)
