@@ -47,6 +47,12 @@ class PartlyMigrated:
         with self._backend.lock():
             self._backend.apply_migrations(self._backend.to_apply(self._migrations))
 
+    def roll_back_from(self, first: str) -> None:
+        """Roll back the applied migrations whose ids sort from `first` on, as an operator's rollback would."""
+        with self._backend.lock():
+            later = self._migrations.filter(lambda migration: migration.id >= first)
+            self._backend.rollback_migrations(self._backend.to_rollback(later))
+
 
 @contextlib.asynccontextmanager
 async def migrated_before(postgres_url: str, first_left_out: str, purpose: str) -> AsyncIterator[PartlyMigrated]:

@@ -307,7 +307,8 @@ def walk(node: dict[str, Any]) -> Iterable[dict[str, Any]]:
 
 
 async def test_the_migration_packs_the_kept_hashes_it_finds(postgres_url: str) -> None:
-    """Values kept as bigint[] before migrations/0018.report_value_hashes.sql are carried over, packed."""
+    """Values kept as bigint[] before migrations/0018.report_value_hashes.sql are carried over, packed, and back by its
+    rollback."""
     async with migrated_before(postgres_url, "0018", "packed") as database:
         connection = await asyncpg.connect(database.url)
         try:
@@ -323,5 +324,11 @@ async def test_the_migration_packs_the_kept_hashes_it_finds(postgres_url: str) -
                 (row["value"], sorted(packed_elements(row["visitors"])), list(packed_elements(row["users"])))
                 for row in rows
             ] == [("/", [-(2**63), -5, 7], []), (None, [2**63 - 1], [42])]
+            database.roll_back_from("0018")
+            rows = await connection.fetch("SELECT value, visitors, users FROM report_values ORDER BY value NULLS LAST")
+            assert [(row["value"], row["visitors"], row["users"]) for row in rows] == [
+                ("/", [-(2**63), -5, 7], []),
+                (None, [2**63 - 1], [42]),
+            ]
         finally:
             await connection.close()
