@@ -147,8 +147,12 @@ RANGES = (
 METRIC_SETS = (("pageviews", "visitors"), ("visitors", "users"), ("users", "events", "pageviews"), ("events",))
 
 
-async def assert_breakdowns_as_sent(client: httpx.AsyncClient, events: list[Event], site: str) -> None:
-    for (first, last, zone), prop, names in itertools.product(RANGES, ("path", "source"), METRIC_SETS):
+async def assert_breakdowns_as_sent(
+    client: httpx.AsyncClient, events: list[Event], site: str, ranges: Iterable[tuple[date, date, str]] = RANGES
+) -> None:
+    """Every range, by path and by source, in every metric set, whole and paged: a brute force over the events sent,
+    and the same as raw events answer."""
+    for (first, last, zone), prop, names in itertools.product(ranges, ("path", "source"), METRIC_SETS):
         expected = brute_breakdown(events, site, *bounds(first, last, zone), prop, names)
         for limit, page in ((100, 1), (2, 1), (2, 2)):
             params = {**custom(site, first, last, zone), "property": prop, "metrics": ",".join(names)}

@@ -16,8 +16,16 @@ from analytics.events.record import Event
 from analytics.stats.keeper import keep_past_days
 from analytics.store.erasure import erase_user
 from tests.helpers.servers import Client
-from tests.integration.test_kept_values import PATHS, SOURCES, bounds, breakdown, brute_breakdown, custom
-from tests.integration.test_report_distincts import EVERY_EVENT, store
+from tests.integration.test_kept_values import (
+    PATHS,
+    SOURCES,
+    assert_breakdowns_as_sent,
+    bounds,
+    breakdown,
+    brute_breakdown,
+    custom,
+)
+from tests.integration.test_report_distincts import store
 
 TODAY = date(2026, 10, 28)  # a Wednesday: the weeks of October 5, 12 and 19 are whole and past
 FIRST_DAY = date(2026, 10, 4)  # a Sunday: the week before is not whole
@@ -88,33 +96,28 @@ RANGES = (
     (date(2026, 10, 12), date(2026, 10, 28), "Pacific/Chatham"),
     (date(2026, 10, 12), date(2026, 10, 18), "UTC"),
 )
-METRIC_SETS = (("pageviews", "visitors"), ("visitors", "users"), ("users", "events", "pageviews"), ("events",))
+
+
+async def kept_weeks(db: asyncpg.Connection, pool: asyncpg.Pool) -> list[Event]:
+    """The visits of October stored, and their days and weeks kept."""
+    events = days_of_visits("weekly")
+    await store(db, events)
+    await keep_past_days(pool, TODAY, KEEP_DAYS)
+    return events
 
 
 async def test_breakdowns_over_kept_weeks_equal_a_brute_force(
     client_with: Client, db: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
-    events = days_of_visits("weekly")
-    await store(db, events)
-    await keep_past_days(pool, TODAY, KEEP_DAYS)
+    events = await kept_weeks(db, pool)
     async with client_with() as client:
-        for (first, last, zone), prop, names in itertools.product(RANGES, ("path", "source"), METRIC_SETS):
-            expected = brute_breakdown(events, "weekly", *bounds(first, last, zone), prop, names)
-            for limit, page in ((100, 1), (2, 2)):
-                params = {**custom("weekly", first, last, zone), "property": prop, "metrics": ",".join(names)}
-                params.update(limit=str(limit), page=str(page))
-                data = await breakdown(client, params)
-                assert data["results"] == expected[(page - 1) * limit : page * limit], (first, last, zone, names)
-                assert data["total_rows"] == len(expected)
-                assert (await breakdown(client, params, EVERY_EVENT))["results"] == data["results"]
+        await assert_breakdowns_as_sent(client, events, "weekly", RANGES)
 
 
 async def test_a_week_is_read_while_its_days_hold_and_summed_again_after_a_late_event(
     client_with: Client, db: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
-    events = days_of_visits("weekly")
-    await store(db, events)
-    await keep_past_days(pool, TODAY, KEEP_DAYS)
+    events = await kept_weeks(db, pool)
     first, last = date(2026, 10, 5), date(2026, 10, 25)
     params = {**custom("weekly", first, last), "property": "path", "metrics": "pageviews"}
     expected = brute_breakdown(events, "weekly", *bounds(first, last, "UTC"), "path", ("pageviews",))
@@ -148,8 +151,7 @@ async def test_a_week_is_read_while_its_days_hold_and_summed_again_after_a_late_
 
 
 async def test_an_erasure_forgets_the_weeks(db: asyncpg.Connection, pool: asyncpg.Pool) -> None:
-    await store(db, days_of_visits("weekly"))
-    await keep_past_days(pool, TODAY, KEEP_DAYS)
+    await kept_weeks(db, pool)
     assert await db.fetchval("SELECT count(*) FROM report_value_weeks_kept") == 3
     assert (await erase_user(pool, "weekly", "u3")).events > 0
     assert await db.fetchval("SELECT count(*) FROM report_value_weeks") == 0
