@@ -13,6 +13,10 @@
 4. Plain COPY (asyncpg copy_records_to_table, --batch-size rows per COPY, --lanes connections in parallel, then one)
    of the same rows into the events table of another fresh migrated database (rollup tables dropped), rows prepared
    before the clock starts: the ceiling the writer is compared with.
+5. The floor (not with --onto): the same plain COPY plus, in each batch's transaction, the rows that any writer
+   keeping the contract's exact numbers must add besides the events, written once each and with no conflict to
+   resolve (idempotency keys, first user-days and site users, visits), into a third fresh database: how close to
+   plain COPY an exact writer could come at best.
 
 With --onto NAME the writer drains into that existing database instead (e.g. the 10,000,000 events, visits and
 rollups `bench.reports --keep` leaves in bench_reports), and the plain COPY goes into its events table too, each
@@ -24,9 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -69,6 +75,7 @@ from bench.results import record_result
 PREFIX: Final = "bench-writer"
 DATABASE: Final = "bench_writer"
 COPY_DATABASE: Final = "bench_writer_copy"
+FLOOR_DATABASE: Final = "bench_writer_floor"
 PIPELINE_CHUNKS: Final = 20
 POLL_S: Final = 0.05
 DRAIN_TIMEOUT_S: Final = 1800
@@ -457,8 +464,31 @@ def event_rows(events: Sequence[Event], columns: Sequence[str]) -> list[tuple[An
     return rows
 
 
+def prepared_batches(args: argparse.Namespace) -> list[list[Event]]:
+    """The drained events again, in the writer's batches: what the COPY measurements store."""
+    return list(
+        tqdm(
+            EventStream(args.seed, args.events, args.days).batches(args.events, args.batch_size),
+            total=-(-args.events // args.batch_size),
+            desc="preparing COPY rows",
+            leave=False,
+        )
+    )
+
+
+async def _make_partitions(database_url: str, events: Sequence[Sequence[Event]]) -> None:
+    """The months' partitions, as the writer makes them before its first batch of a month: not COPY's work."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        everything = [event for records in events for event in records]
+        earliest, latest = min(everything, key=lambda e: e.ts_us), max(everything, key=lambda e: e.ts_us)
+        await Partitions().before_batch(connection, [earliest, latest])
+    finally:
+        await connection.close()
+
+
 async def plain_copy(
-    database_url: str, args: argparse.Namespace, *, rolled_back: bool = False
+    database_url: str, args: argparse.Namespace, events: Sequence[Sequence[Event]], *, rolled_back: bool = False
 ) -> tuple[float, float, list[str]]:
     """rows/s of plain COPY with --lanes connections, then with one; and the events table's indexes. Into an empty
     table without the rollups, or (`rolled_back`) into the table as it is, each connection's COPYs in a transaction
@@ -488,23 +518,8 @@ async def plain_copy(
     finally:
         await connection.close()
 
-    events = list(
-        tqdm(
-            EventStream(args.seed, args.events, args.days).batches(args.events, args.batch_size),
-            total=-(-args.events // args.batch_size),
-            desc="preparing COPY rows",
-            leave=False,
-        )
-    )
     batches = [event_rows(records, columns) for records in events]
-    # The months' partitions, as the writer makes them before its first batch of a month: not COPY's work.
-    connection = await asyncpg.connect(database_url)
-    try:
-        everything = [event for records in events for event in records]
-        earliest, latest = min(everything, key=lambda e: e.ts_us), max(everything, key=lambda e: e.ts_us)
-        await Partitions().before_batch(connection, [earliest, latest])
-    finally:
-        await connection.close()
+    await _make_partitions(database_url, events)
 
     async def copy_all(lanes: int) -> float:
         connections = [await asyncpg.connect(database_url) for _ in range(lanes)]
@@ -541,6 +556,93 @@ async def plain_copy(
     parallel = await copy_all(args.lanes)
     single = await copy_all(1) if args.lanes != 1 else parallel
     return parallel, single, indexes
+
+
+# --- the floor: what an exact writer must index per event, as plain COPY -------------------------------------------
+
+VISIT_COLUMNS: Final = (
+    "site_id",
+    "visitor",
+    "started_at",
+    "ended_at",
+    "pageviews",
+    "events",
+    "entry_page",
+    "exit_page",
+)
+VISIT_IDLE: Final = timedelta(minutes=30)
+
+
+def floor_rows(events: Sequence[Sequence[Event]]) -> list[dict[str, list[Any]]]:
+    """Per batch, the rows besides the events that any writer keeping the contract's exact numbers adds, each once
+    and with no conflict to resolve: every event's idempotency key, the (site, day, user) and (site, user) seen
+    first (exact day and all-time unique users), and the visits the batch starts (30 minutes idle, by event time;
+    completed over the whole stream, so a visit is written once)."""
+    seen_days: set[tuple[str, object, str]] = set()
+    seen_users: set[tuple[str, str]] = set()
+    open_visits: dict[tuple[str, str], list[Any]] = {}
+    tables = []
+    for records in events:
+        rows: dict[str, list[Any]] = {"event_keys": [], "daily_users": [], "site_users": [], "visits": []}
+        for event in records:
+            at = EPOCH + timedelta(microseconds=event.ts_us)
+            rows["event_keys"].append((event.site_id, event_key(event)))
+            if event.event_type == "page_view" and event.user_id is not None:
+                user = uuid.UUID(bytes=hashlib.md5(event.user_id.encode()).digest())
+                if (event.site_id, at.date(), event.user_id) not in seen_days:
+                    seen_days.add((event.site_id, at.date(), event.user_id))
+                    rows["daily_users"].append((event.site_id, at.date(), user))
+                if (event.site_id, event.user_id) not in seen_users:
+                    seen_users.add((event.site_id, event.user_id))
+                    rows["site_users"].append((event.site_id, user))
+            visitor = event.visitor or event.user_id
+            if visitor is None:
+                continue
+            page = event.path if event.event_type == "page_view" else None
+            visit = open_visits.get((event.site_id, visitor))
+            if visit is None or at - visit[3] > VISIT_IDLE:
+                visit = [event.site_id, visitor, at, at, 0, 0, page, page]
+                open_visits[(event.site_id, visitor)] = visit
+                rows["visits"].append(visit)
+            visit[3] = at
+            visit[4] += page is not None
+            visit[5] += 1
+            visit[7] = page if page is not None else visit[7]
+            visit[6] = visit[6] if visit[6] is not None else page
+        tables.append(rows)
+    return [{table: [tuple(row) for row in table_rows] for table, table_rows in rows.items()} for rows in tables]
+
+
+async def floor_copy(database_url: str, args: argparse.Namespace, events: Sequence[Sequence[Event]]) -> float:
+    """rows/s (events) of the floor on --lanes connections: each batch's events and floor rows COPYed in one
+    transaction, into a fresh database's tables with their indexes (no upserts, no rollups)."""
+    columns = ["event_key", *STORED_FIELDS, "timestamp"]
+    work = [(event_rows(records, columns), extra) for records, extra in zip(events, floor_rows(events), strict=True)]
+    await _make_partitions(database_url, events)
+    connections = [await asyncpg.connect(database_url) for _ in range(args.lanes)]
+    pending = iter(work)
+
+    async def lane(connection: asyncpg.Connection) -> None:
+        for rows, extra in pending:
+            async with connection.transaction():
+                await connection.copy_records_to_table("events", records=rows, columns=columns)
+                await connection.copy_records_to_table(
+                    "event_keys", records=extra["event_keys"], columns=("site_id", "event_key")
+                )
+                await connection.copy_records_to_table(
+                    "daily_users", records=extra["daily_users"], columns=("site_id", "day", "user_md5")
+                )
+                await connection.copy_records_to_table(
+                    "site_users", records=extra["site_users"], columns=("site_id", "user_md5")
+                )
+                await connection.copy_records_to_table("visits", records=extra["visits"], columns=VISIT_COLUMNS)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane(connection) for connection in connections))
+    elapsed = time.perf_counter() - started
+    for connection in connections:
+        await connection.close()
+    return int(args.events) / elapsed
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -613,8 +715,9 @@ async def measure(args: argparse.Namespace) -> tuple[list[str], list[str], list[
     else:
         copy_target = bench_database(args.database_url, COPY_DATABASE)
         where = "events of a fresh database (no rollups)"
+    events = prepared_batches(args)
     async with copy_target as copy_url:
-        parallel, single, indexes = await plain_copy(copy_url, args, rolled_back=bool(args.onto))
+        parallel, single, indexes = await plain_copy(copy_url, args, events, rolled_back=bool(args.onto))
     ratio = result.rows_per_s / parallel
     lines += [
         f"plain COPY of the same {args.events:,} rows into {where} ({len(indexes)} indexes), batches of "
@@ -623,6 +726,15 @@ async def measure(args: argparse.Namespace) -> tuple[list[str], list[str], list[
         f"{ratio:.2f}x (target >= 0.8x: {met(ratio >= 0.8)})",
         f"writer rows/s (target >= 50,000: {met(result.rows_per_s >= 50_000)})",
     ]
+    if not args.onto:
+        async with bench_database(args.database_url, FLOOR_DATABASE) as floor_url:
+            floor = await floor_copy(floor_url, args, events)
+        lines.append(
+            f"floor: plain COPY of the same events plus, in each batch's transaction, their idempotency keys, first "
+            f"(site, day, user) and (site, user) and the visits they start (written once each, no upsert, no "
+            f"rollup) into a fresh database, {args.lanes} connections: {floor:,.0f} rows/s = {floor / parallel:.2f}x "
+            f"plain COPY; writer / floor {result.rows_per_s / floor:.2f}x"
+        )
     context.append("events indexes: " + "; ".join(f"`{index}`" for index in indexes))
     return lines, tables, context
 
