@@ -13,10 +13,10 @@
 4. Plain COPY (asyncpg copy_records_to_table, --batch-size rows per COPY, --lanes connections in parallel, then one)
    of the same rows into the events table of another fresh migrated database (rollup tables dropped), rows prepared
    before the clock starts: the ceiling the writer is compared with.
-5. The floor (not with --onto): the same plain COPY plus, in each batch's transaction, the rows that any writer
-   keeping the contract's exact numbers must add besides the events, written once each and with no conflict to
-   resolve (idempotency keys, first user-days and site users, visits), into a third fresh database: how close to
-   plain COPY an exact writer could come at best.
+5. The floor (not with --onto), in three cumulative steps: the same plain COPY plus, in each batch's transaction,
+   the rows that any writer keeping the contract's exact numbers must add besides the events, written once each and
+   with no conflict to resolve (idempotency keys; first user-days and site users; visits), each step into a fresh
+   database: how close to plain COPY an exact writer could come at best, and what each exact number costs at least.
 
 With --onto NAME the writer drains into that existing database instead (e.g. the 10,000,000 events, visits and
 rollups `bench.reports --keep` leaves in bench_reports), and the plain COPY goes into its events table too, each
@@ -613,8 +613,21 @@ def floor_rows(events: Sequence[Sequence[Event]]) -> list[dict[str, list[Any]]]:
     return [{table: [tuple(row) for row in table_rows] for table, table_rows in rows.items()} for rows in tables]
 
 
-async def floor_copy(database_url: str, args: argparse.Namespace, events: Sequence[Sequence[Event]]) -> float:
-    """rows/s (events) of the floor on --lanes connections: each batch's events and floor rows COPYed in one
+# Each step adds its tables to the previous one's: what each exact number costs at least.
+FLOOR_STEPS: Final[tuple[tuple[str, dict[str, Sequence[str]]], ...]] = (
+    ("idempotency keys", {"event_keys": ("site_id", "event_key")}),
+    (
+        "first user-days and site users",
+        {"daily_users": ("site_id", "day", "user_md5"), "site_users": ("site_id", "user_md5")},
+    ),
+    ("visits", {"visits": VISIT_COLUMNS}),
+)
+
+
+async def floor_copy(
+    database_url: str, args: argparse.Namespace, events: Sequence[Sequence[Event]], tables: dict[str, Sequence[str]]
+) -> float:
+    """rows/s (events) of a floor on --lanes connections: each batch's events and its rows of `tables` COPYed in one
     transaction, into a fresh database's tables with their indexes (no upserts, no rollups)."""
     columns = ["event_key", *STORED_FIELDS, "timestamp"]
     work = [(event_rows(records, columns), extra) for records, extra in zip(events, floor_rows(events), strict=True)]
@@ -626,16 +639,8 @@ async def floor_copy(database_url: str, args: argparse.Namespace, events: Sequen
         for rows, extra in pending:
             async with connection.transaction():
                 await connection.copy_records_to_table("events", records=rows, columns=columns)
-                await connection.copy_records_to_table(
-                    "event_keys", records=extra["event_keys"], columns=("site_id", "event_key")
-                )
-                await connection.copy_records_to_table(
-                    "daily_users", records=extra["daily_users"], columns=("site_id", "day", "user_md5")
-                )
-                await connection.copy_records_to_table(
-                    "site_users", records=extra["site_users"], columns=("site_id", "user_md5")
-                )
-                await connection.copy_records_to_table("visits", records=extra["visits"], columns=VISIT_COLUMNS)
+                for table, table_columns in tables.items():
+                    await connection.copy_records_to_table(table, records=extra[table], columns=table_columns)
 
     started = time.perf_counter()
     await asyncio.gather(*(lane(connection) for connection in connections))
@@ -643,6 +648,22 @@ async def floor_copy(database_url: str, args: argparse.Namespace, events: Sequen
     for connection in connections:
         await connection.close()
     return int(args.events) / elapsed
+
+
+async def floors(args: argparse.Namespace, events: Sequence[Sequence[Event]], plain: float, writer: float) -> list[str]:
+    """The floor step by step, each into a fresh database."""
+    lines: list[str] = []
+    tables: dict[str, Sequence[str]] = {}
+    for step, (_, added) in enumerate(FLOOR_STEPS):
+        tables |= added
+        async with bench_database(args.database_url, FLOOR_DATABASE) as floor_url:
+            floor = await floor_copy(floor_url, args, events, tables)
+        lines.append(
+            f"floor, the events plus {', '.join(name for name, _ in FLOOR_STEPS[: step + 1])} "
+            f"({args.lanes} connections): {floor:,.0f} rows/s = {floor / plain:.2f}x plain COPY; "
+            f"writer / this floor {writer / floor:.2f}x"
+        )
+    return lines
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -727,14 +748,7 @@ async def measure(args: argparse.Namespace) -> tuple[list[str], list[str], list[
         f"writer rows/s (target >= 50,000: {met(result.rows_per_s >= 50_000)})",
     ]
     if not args.onto:
-        async with bench_database(args.database_url, FLOOR_DATABASE) as floor_url:
-            floor = await floor_copy(floor_url, args, events)
-        lines.append(
-            f"floor: plain COPY of the same events plus, in each batch's transaction, their idempotency keys, first "
-            f"(site, day, user) and (site, user) and the visits they start (written once each, no upsert, no "
-            f"rollup) into a fresh database, {args.lanes} connections: {floor:,.0f} rows/s = {floor / parallel:.2f}x "
-            f"plain COPY; writer / floor {result.rows_per_s / floor:.2f}x"
-        )
+        lines += await floors(args, events, parallel, result.rows_per_s)
     context.append("events indexes: " + "; ".join(f"`{index}`" for index in indexes))
     return lines, tables, context
 
