@@ -8,6 +8,8 @@ up; a value's visitors and users over several days are the union of its days' ha
 can reach the page need: a value's distinct count is at most the sum of its days' counts and at least the greatest,
 so ranking by visitors or users counts exact unions until no value left out can beat the page's last. A one-day
 range ranks in the database, from an index in the contract's order: however many values tie, a page reads its rows.
+A range that is over keeps the counts its unions made (migrations/0019.report_value_counts.sql); the next breakdown
+over it takes a value's kept count while the value sums to the events it did then.
 """
 
 from __future__ import annotations
@@ -84,9 +86,12 @@ async def kept_breakdown(
     if not raw and len(kept) == 1 and first in ("pageviews", "visitors"):
         return await _one_day(connection, query, kept[0], first, rows[0]["value_count"])
     weeks = whole_weeks(kept, {_week_of(row["day"]) for row in rows if row["week_kept"]})
-    ranked = _Ranking(connection, query, kept, weeks)
+    ranked = _Ranking(connection, query, kept, weeks, (span.start, span.end))
     await ranked.load(raw)
-    return await ranked.page()
+    page = await ranked.page()
+    if span.end <= datetime.now(UTC):
+        await ranked.keep_counts()
+    return page
 
 
 def whole_weeks(kept: Sequence[datetime], marked: set[datetime]) -> list[datetime]:
@@ -116,19 +121,34 @@ async def _one_day(
     return page, total
 
 
+@dataclass(frozen=True, slots=True)
+class _KeptCount:
+    """A value's distinct counts as an earlier report counted them over the same range, with the events it summed to
+    then: they hold while it sums to as many (migrations/0019.report_value_counts.sql)."""
+
+    events: int
+    visitors: int | None
+    users: int | None
+
+
 class _Ranking:
     """A multi-day breakdown: every value's sums, and the exact distinct counts of those the page needs."""
 
-    def __init__(self, connection: Connection, query: ReportQuery, kept: list[datetime], weeks: list[datetime]) -> None:
+    def __init__(
+        self, connection: Connection, query: ReportQuery, kept: list[datetime], weeks: list[datetime], span: Range
+    ) -> None:
         assert query.property is not None
         self._connection = connection
         self._query = query
         self._dimension = query.property
         self._kept = kept
         self._weeks = weeks
+        self._span = span
         self._values: dict[Value, _Value] = {}
         self._visitors: dict[Value, int] = {}
         self._users: dict[Value, int] = {}
+        self._kept_counts: dict[Value, _KeptCount] = {}
+        self._counted: dict[Value, dict[str, int]] = {}
 
     async def load(self, raw: Sequence[Range]) -> None:
         """The kept days' sums, a kept week's from its row, then the raw parts' sums and hashes."""
@@ -149,6 +169,10 @@ class _Ranking:
                 value.add_bounds(len(visitors), len(users))
                 value.raw_visitors.append(visitors)
                 value.raw_users.append(users)
+        counts = await self._connection.fetch(
+            queries.REPORTS["kept_value_counts"], self._query.site_id, self._dimension, *self._span
+        )
+        self._kept_counts = {row["value"]: _KeptCount(row["events"], row["visitors"], row["users"]) for row in counts}
 
     def _raw_sql(self) -> str:
         join = "" if self._dimension in EVENT_DIMENSIONS else queries.fragment(queries.REPORTS["visit_of_event"])
@@ -211,8 +235,11 @@ class _Ranking:
                 if metric == "visitors"
                 else (sums.users_at_most, sums.users_at_least)
             )
+            kept_count = self._kept_count(value, metric)
             if at_most == at_least:
                 known[value] = at_most
+            elif kept_count is not None:
+                known[value] = kept_count
             elif not only_settled:
                 unknown.append(value)
         if not unknown:
@@ -226,7 +253,37 @@ class _Ranking:
             sums = self._values[value]
             raw = sums.raw_visitors if metric == "visitors" else sums.raw_users
             parts = [kept[value]] if value in kept else []
-            known[value] = sketch.distinct_count(list(itertools.chain(parts, raw)))
+            known[value] = self._counted.setdefault(value, {})[metric] = sketch.distinct_count(
+                list(itertools.chain(parts, raw))
+            )
+
+    def _kept_count(self, value: Value, metric: str) -> int | None:
+        """The count an earlier report kept for the value, if the value still sums to the events it did then."""
+        kept = self._kept_counts.get(value)
+        if kept is None or kept.events != self._values[value].events:
+            return None
+        return kept.visitors if metric == "visitors" else kept.users
+
+    async def keep_counts(self) -> None:
+        """Keep the counts this report made by unions, for the next report over the range; nothing while an erasure
+        of the site is under way (it forgets them; cells.py keeps its ranges' sets the same way)."""
+        if not self._counted:
+            return
+        values = sorted(self._counted, key=lambda value: (value is None, value or ""))
+        counted = [self._counted[value] for value in values]
+        async with self._connection.transaction():
+            if not await self._connection.fetchval(queries.REPORTS["may_keep_distincts"], self._query.site_id):
+                return
+            await self._connection.execute(
+                queries.REPORTS["keep_value_counts"],
+                self._query.site_id,
+                self._dimension,
+                *self._span,
+                values,
+                [self._values[value].events for value in values],
+                [counts.get("visitors") for counts in counted],
+                [counts.get("users") for counts in counted],
+            )
 
 
 def _rank_key(count: int, value: Value) -> tuple[int, bool, str]:

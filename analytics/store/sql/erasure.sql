@@ -164,11 +164,13 @@ WHERE site_id = $1 AND (hashtextextended($2, 0) = ANY(visitors) OR hashtextexten
 SELECT pg_advisory_xact_lock(7030, hashtext($1))
 
 -- name: forget_distincts
--- The kept values (migrations/0015.report_values.sql) hold hashes too, and counts of the erased events.
+-- The kept values (migrations/0015.report_values.sql) hold hashes too, and counts of the erased events; so do the
+-- weeks (0017) and a breakdown's kept counts (0019).
 WITH forgotten_values AS (DELETE FROM report_values WHERE site_id = $1),
 forgotten_value_days AS (DELETE FROM report_value_days WHERE site_id = $1),
 forgotten_value_weeks AS (DELETE FROM report_value_weeks WHERE site_id = $1),
-forgotten_value_week_marks AS (DELETE FROM report_value_weeks_kept WHERE site_id = $1)
+forgotten_value_week_marks AS (DELETE FROM report_value_weeks_kept WHERE site_id = $1),
+forgotten_value_counts AS (DELETE FROM report_value_counts WHERE site_id = $1)
 DELETE FROM report_distincts WHERE site_id = $1
 
 -- name: erase_site

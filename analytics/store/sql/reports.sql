@@ -202,6 +202,27 @@ WHERE site_id = $1 AND dimension = $2 AND day = ANY($3::timestamptz[])
   AND (value = ANY($4::text[]) OR ($5 AND value IS NULL))
 GROUP BY value
 
+-- name: kept_value_counts
+-- $1 site_id, $2 dimension, $3 starts, $4 ends: the distinct counts earlier reports kept for the range's values, each
+-- with the events the value summed to (migrations/0019.report_value_counts.sql); NULL where that metric was not counted.
+SELECT value, events, visitors, users
+FROM report_value_counts
+WHERE site_id = $1 AND dimension = $2 AND starts = $3 AND ends = $4
+
+-- name: keep_value_counts
+-- $1 site_id, $2 dimension, $3 starts, $4 ends, then a column per array: what a report counted. A row kept with the
+-- same events gains the metric it lacked; one kept with other events is replaced. In key order, so reports keeping
+-- the same range wait for each other but never deadlock.
+INSERT INTO report_value_counts AS c (site_id, dimension, starts, ends, value, events, visitors, users)
+SELECT $1, $2, $3, $4, value, events, visitors, users
+FROM unnest($5::text[], $6::bigint[], $7::integer[], $8::integer[]) AS counted (value, events, visitors, users)
+ORDER BY value NULLS LAST
+ON CONFLICT (site_id, dimension, starts, ends, value) DO UPDATE
+SET visitors = CASE WHEN c.events = excluded.events THEN coalesce(excluded.visitors, c.visitors)
+                    ELSE excluded.visitors END,
+    users = CASE WHEN c.events = excluded.events THEN coalesce(excluded.users, c.users) ELSE excluded.users END,
+    events = excluded.events
+
 -- name: top_day_values
 -- $1 site_id, $2 dimension, $3 a kept day, $4 limit, $5 offset: one page of the day's values in the contract's order
 -- by page views, from the index in that order: N entries read however many values tie.
