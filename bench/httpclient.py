@@ -14,9 +14,17 @@ HEADER_END: Final = b"\r\n\r\n"
 
 
 def build_request(
-    method: str, path: str, *, host: str = "127.0.0.1", body: bytes = b"", content_type: str = "application/json"
+    method: str,
+    path: str,
+    *,
+    host: str = "127.0.0.1",
+    body: bytes = b"",
+    content_type: str = "application/json",
+    user_agent: str | None = None,
 ) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+    if user_agent is not None:
+        head += f"User-Agent: {user_agent}\r\n"
     if body or method in ("POST", "PUT"):
         head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + body
