@@ -624,13 +624,20 @@ FLOOR_STEPS: Final[tuple[tuple[str, dict[str, Sequence[str]]], ...]] = (
 )
 
 
+FLOOR_EVENT_COLUMNS: Final = ("event_key", *STORED_FIELDS, "timestamp")
+# Per batch: its events' rows, and its rows of each floor table.
+FloorWork = list[tuple[list[tuple[Any, ...]], dict[str, list[Any]]]]
+
+
 async def floor_copy(
-    database_url: str, args: argparse.Namespace, events: Sequence[Sequence[Event]], tables: dict[str, Sequence[str]]
+    database_url: str,
+    args: argparse.Namespace,
+    events: Sequence[Sequence[Event]],
+    work: FloorWork,
+    tables: dict[str, Sequence[str]],
 ) -> float:
     """rows/s (events) of a floor on --lanes connections: each batch's events and its rows of `tables` COPYed in one
     transaction, into a fresh database's tables with their indexes (no upserts, no rollups)."""
-    columns = ["event_key", *STORED_FIELDS, "timestamp"]
-    work = [(event_rows(records, columns), extra) for records, extra in zip(events, floor_rows(events), strict=True)]
     await _make_partitions(database_url, events)
     connections = [await asyncpg.connect(database_url) for _ in range(args.lanes)]
     pending = iter(work)
@@ -638,7 +645,7 @@ async def floor_copy(
     async def lane(connection: asyncpg.Connection) -> None:
         for rows, extra in pending:
             async with connection.transaction():
-                await connection.copy_records_to_table("events", records=rows, columns=columns)
+                await connection.copy_records_to_table("events", records=rows, columns=FLOOR_EVENT_COLUMNS)
                 for table, table_columns in tables.items():
                     await connection.copy_records_to_table(table, records=extra[table], columns=table_columns)
 
@@ -654,10 +661,14 @@ async def floors(args: argparse.Namespace, events: Sequence[Sequence[Event]], pl
     """The floor step by step, each into a fresh database."""
     lines: list[str] = []
     tables: dict[str, Sequence[str]] = {}
+    work = [
+        (event_rows(records, FLOOR_EVENT_COLUMNS), extra)
+        for records, extra in zip(events, floor_rows(events), strict=True)
+    ]
     for step, (_, added) in enumerate(FLOOR_STEPS):
         tables |= added
         async with bench_database(args.database_url, FLOOR_DATABASE) as floor_url:
-            floor = await floor_copy(floor_url, args, events, tables)
+            floor = await floor_copy(floor_url, args, events, work, tables)
         lines.append(
             f"floor, the events plus {', '.join(name for name, _ in FLOOR_STEPS[: step + 1])} "
             f"({args.lanes} connections): {floor:,.0f} rows/s = {floor / plain:.2f}x plain COPY; "
